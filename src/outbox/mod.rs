@@ -1,0 +1,181 @@
+//! Transactional outbox: enqueue, batch claim under a lease, acknowledge, retry with
+//! backoff, dead-letter and reap. One [`OutboxStore`] trait, one implementation per database,
+//! one conformance suite (`tests/outbox_conformance.rs`) run against each.
+
+mod item;
+mod lease;
+pub mod postgres;
+pub mod reaper;
+pub mod retry;
+pub mod sqlite;
+
+pub use item::{NewItem, OutboxItem, OutboxStatus};
+pub use reaper::OutboxReaper;
+pub use retry::RetryPolicy;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::db::DatabaseUrl;
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Default largest accepted payload, in bytes of encoded JSON.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Settings shared by every outbox store implementation.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// How long a claim holds an item before another worker may take it.
+    pub lease: Duration,
+    /// Backoff and attempt limit for `mark_retry` without an explicit time.
+    pub retry: RetryPolicy,
+    /// Largest accepted payload (encoded JSON bytes).
+    pub max_payload_bytes: usize,
+    /// Source of "now" for run times, leases and backoff.
+    pub clock: SharedClock,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            lease: Duration::seconds(300),
+            retry: RetryPolicy::default(),
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// Checks the settings, naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.lease <= Duration::zero() {
+            return Err(Error::config(format!(
+                "lease_seconds must be > 0, got {}",
+                self.lease.as_seconds_f64()
+            )));
+        }
+        if self.max_payload_bytes == 0 {
+            return Err(Error::config("max_payload_bytes must be > 0"));
+        }
+        self.retry.validate()
+    }
+}
+
+/// The outbox contract every database implements with the same semantics.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + std::fmt::Debug {
+    /// The settings this store was opened with.
+    fn config(&self) -> &OutboxConfig;
+
+    /// Short name of the claim strategy (`"skip_locked"` or `"optimistic"`).
+    fn claim_strategy(&self) -> &'static str;
+
+    /// Inserts items atomically and returns their ids in order; an item whose `dedupe_key`
+    /// matches a pending or processing item returns that item's id instead.
+    async fn enqueue_many(&self, items: Vec<NewItem>) -> Result<Vec<i64>>;
+
+    /// Claims up to `limit` due pending items (optionally only of `topics`) for `worker_id`,
+    /// in claim order, each leased until now + lease and its `attempts` incremented.
+    async fn claim_batch(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        topics: Option<&[String]>,
+    ) -> Result<Vec<OutboxItem>>;
+
+    /// Marks items completed. Items `worker_id` still holds a live lease on are completed even
+    /// when others are not; those others raise `LeaseLost` (or `NotFound` if unknown).
+    async fn mark_success_many(&self, item_ids: &[i64], worker_id: &str) -> Result<()>;
+
+    /// Returns a leased item to `pending` at `next_attempt` (or the retry policy's backoff), or
+    /// dead-letters it as `failed` once its attempts are used up. Returns the new status.
+    async fn mark_retry(
+        &self,
+        item_id: i64,
+        worker_id: &str,
+        next_attempt: Option<DateTime<Utc>>,
+        error: &str,
+    ) -> Result<OutboxStatus>;
+
+    /// Dead-letters a leased item as `failed`, keeping `error`.
+    async fn mark_failed(&self, item_id: i64, worker_id: &str, error: &str) -> Result<()>;
+
+    /// Extends a live lease by `by` (default: the store's lease) from now; returns the new expiry.
+    async fn extend_lease(
+        &self,
+        item_id: i64,
+        worker_id: &str,
+        by: Option<Duration>,
+    ) -> Result<DateTime<Utc>>;
+
+    /// Gives claimed-but-unstarted items back to `pending` without counting the attempt.
+    /// Items no longer leased to `worker_id` are skipped; returns how many were released.
+    async fn release(&self, item_ids: &[i64], worker_id: &str) -> Result<u64>;
+
+    /// One item by id.
+    async fn get(&self, item_id: i64) -> Result<OutboxItem>;
+
+    /// Item counts per status (every status present, zero included).
+    async fn stats(&self) -> Result<BTreeMap<String, i64>>;
+
+    /// Puts any item back to `pending` now with its attempts reset.
+    async fn requeue(&self, item_id: i64) -> Result<()>;
+
+    /// Requeues every failed item (of `topic`, if given); returns how many.
+    async fn requeue_failed(&self, topic: Option<&str>) -> Result<u64>;
+
+    /// Deletes items in `statuses` not updated for `older_than`; returns how many.
+    async fn purge(&self, older_than: Duration, statuses: &[OutboxStatus]) -> Result<u64>;
+
+    /// Returns items whose lease expired (or that sat in `processing` without a lease for
+    /// `stale_after`) to `pending`, or to `failed` when their attempts are used up.
+    async fn reap_stale(&self, stale_after: Duration) -> Result<u64>;
+
+    /// Enqueues one item.
+    async fn enqueue(&self, item: NewItem) -> Result<i64> {
+        Ok(self.enqueue_many(vec![item]).await?[0])
+    }
+
+    /// Marks one item completed (see [`OutboxStore::mark_success_many`]).
+    async fn mark_success(&self, item_id: i64, worker_id: &str) -> Result<()> {
+        self.mark_success_many(&[item_id], worker_id).await
+    }
+}
+
+/// Opens the store `url` selects (`sqlite:…` or `postgres…`), migrating first if asked.
+pub async fn connect(
+    url: &str,
+    config: OutboxConfig,
+    migrate: bool,
+) -> Result<Arc<dyn OutboxStore>> {
+    config.validate()?;
+    match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite { path } => {
+            Ok(Arc::new(sqlite::OptimisticClaimOutboxStore::open(&path, config, migrate).await?))
+        }
+        DatabaseUrl::Postgres { url } => {
+            Ok(Arc::new(postgres::SkipLockedClaimOutboxStore::connect(&url, config, migrate).await?))
+        }
+        DatabaseUrl::Memory => Err(Error::config(
+            "the outbox has no memory:// store: use sqlite:///path.db (embedded) or postgres://…",
+        )),
+    }
+}
+
+/// Converts seconds given by a caller into a duration, naming `what` when invalid.
+pub fn seconds(what: &str, value: f64, allow_zero: bool) -> Result<Duration> {
+    let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0));
+    if !ok {
+        let bound = if allow_zero { ">= 0" } else { "> 0" };
+        return Err(Error::config(format!("{what} must be a finite number {bound}, got {value}")));
+    }
+    Ok(Duration::microseconds((value * 1_000_000.0).round() as i64))
+}
+
+pub(crate) fn check_limit(limit: i64) -> Result<usize> {
+    usize::try_from(limit)
+        .map_err(|_| Error::config(format!("limit must be >= 0, got {limit}")))
+}
