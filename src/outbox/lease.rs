@@ -40,7 +40,11 @@ pub(crate) fn unacknowledged(
     existing: &[i64],
     worker_id: &str,
 ) -> Result<()> {
-    let missing: Vec<i64> = requested.iter().copied().filter(|id| !acknowledged.contains(id)).collect();
+    let missing: Vec<i64> = requested
+        .iter()
+        .copied()
+        .filter(|id| !acknowledged.contains(id))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -50,7 +54,10 @@ pub(crate) fn unacknowledged(
     let mut err = lease_lost(&missing, worker_id);
     if let Error::LeaseLost { message, .. } = &mut err {
         if !acknowledged.is_empty() {
-            message.push_str(&format!(" ({} other item(s) were acknowledged)", acknowledged.len()));
+            message.push_str(&format!(
+                " ({} other item(s) were acknowledged)",
+                acknowledged.len()
+            ));
         }
     }
     Err(err)
