@@ -34,9 +34,22 @@ def _cmd_outbox_stats(args: argparse.Namespace) -> int:
 
 def _cmd_outbox_show(args: argparse.Namespace) -> int:
     item = OutboxStore.connect(args.db).get(args.item_id)
-    fields = ["id", "topic", "status", "priority", "attempts", "max_attempts", "run_at",
-              "lease_owner", "lease_expires_at", "last_error", "dedupe_key", "trace_id",
-              "created_at", "updated_at"]
+    fields = [
+        "id",
+        "topic",
+        "status",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "run_at",
+        "lease_owner",
+        "lease_expires_at",
+        "last_error",
+        "dedupe_key",
+        "trace_id",
+        "created_at",
+        "updated_at",
+    ]
     for field in fields:
         print(f"{field:<16} {getattr(item, field)}")
     print(f"{'payload':<16} {json.dumps(item.payload)}")
@@ -59,9 +72,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from headrace.outbox import RetryPolicy
 
     store = OutboxStore.connect(args.db, retry=RetryPolicy(max_attempts=2, base_seconds=0, jitter=0))
-    ids = store.enqueue_many([
-        {"topic": "demo.greet", "payload": {"name": name}} for name in ("ada", "grace", "linus")
-    ])
+    ids = store.enqueue_many(
+        [{"topic": "demo.greet", "payload": {"name": name}} for name in ("ada", "grace", "linus")]
+    )
     bad = store.enqueue("demo.greet", {"name": None})
     print(f"enqueued {len(ids) + 1} items into {args.db}")
     while items := store.claim_batch("demo-worker", limit=10, topics=["demo.greet"]):
@@ -81,8 +94,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headrace", description=__doc__)
-    parser.add_argument("--db", default=_default_db(),
-                        help=f"database URL (default: $HEADRACE_DATABASE_URL or {DEFAULT_DB})")
+    parser.add_argument(
+        "--db", default=_default_db(), help=f"database URL (default: $HEADRACE_DATABASE_URL or {DEFAULT_DB})"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("migrate", help="apply the schema").set_defaults(handler=_cmd_migrate)
@@ -90,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     outbox = commands.add_parser("outbox", help="inspect and repair the outbox")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
-    outbox_commands.add_parser("stats", help="item counts per status").set_defaults(
-        handler=_cmd_outbox_stats)
+    outbox_commands.add_parser("stats", help="item counts per status").set_defaults(handler=_cmd_outbox_stats)
     show = outbox_commands.add_parser("show", help="one item")
     show.add_argument("item_id", type=int)
     show.set_defaults(handler=_cmd_outbox_show)

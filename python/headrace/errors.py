@@ -28,8 +28,9 @@ class HeadraceError(Exception):
     code: str = "headrace_error"
     retryable: bool = False
 
-    def __init__(self, message: str = "", *args: object, code: str | None = None,
-                 retryable: bool | None = None) -> None:
+    def __init__(
+        self, message: str = "", *args: object, code: str | None = None, retryable: bool | None = None
+    ) -> None:
         super().__init__(message, *args)
         self.message = message
         if code is not None:
@@ -90,8 +91,9 @@ class LeaseLost(HeadraceError):
     retryable = False
     item_ids: list[int]
 
-    def __init__(self, message: str = "", *args: object, item_ids: list[int] | None = None,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, message: str = "", *args: object, item_ids: list[int] | None = None, **kwargs: object
+    ) -> None:
         super().__init__(message, *args, **kwargs)  # type: ignore[arg-type]
         self.item_ids = list(item_ids or [])
 

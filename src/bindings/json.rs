@@ -54,7 +54,7 @@ fn write_value(
     if value.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(s) = value.cast::<PyString>() {
-        write_str(out, &s.to_str().map_err(|e| e.to_string())?);
+        write_str(out, s.to_str().map_err(|e| e.to_string())?);
     } else if let Ok(b) = value.cast::<PyBool>() {
         out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
     } else if let Ok(i) = value.cast::<PyInt>() {

@@ -275,6 +275,7 @@ fn when(value: &Bound<'_, PyAny>, what: &str) -> PyResult<DateTime<Utc>> {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // mirrors enqueue's keyword arguments
 fn new_item(
     topic: String,
     payload: &Bound<'_, PyAny>,
