@@ -52,13 +52,11 @@ pub(crate) fn unacknowledged(
         return Err(not_found(*unknown));
     }
     let mut err = lease_lost(&missing, worker_id);
-    if let Error::LeaseLost { message, .. } = &mut err {
-        if !acknowledged.is_empty() {
-            message.push_str(&format!(
-                " ({} other item(s) were acknowledged)",
-                acknowledged.len()
-            ));
-        }
+    if let Error::LeaseLost { message, .. } = &mut err
+        && !acknowledged.is_empty()
+    {
+        let note = format!(" ({} other item(s) were acknowledged)", acknowledged.len());
+        message.push_str(&note);
     }
     Err(err)
 }
