@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Default largest accepted payload, in bytes of encoded JSON.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -133,6 +134,10 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Returns items whose lease expired (or that sat in `processing` without a lease for
     /// `stale_after`) to `pending`, or to `failed` when their attempts are used up.
     async fn reap_stale(&self, stale_after: Duration) -> Result<u64>;
+
+    /// A signal fired when work may have arrived: on every enqueue through this store and, on
+    /// PostgreSQL, on every enqueue by any process (LISTEN/NOTIFY, started on first call).
+    async fn work_signal(&self) -> Result<Arc<Notify>>;
 
     /// Enqueues one item.
     async fn enqueue(&self, item: NewItem) -> Result<i64> {

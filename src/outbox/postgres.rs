@@ -9,6 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use tokio::sync::{Notify, OnceCell};
 
 /// The item columns, each qualified by the table alias `o`.
 macro_rules! item_columns {
@@ -26,10 +28,12 @@ pub const NOTIFY_CHANNEL: &str = "headrace_outbox";
 const POOL_SIZE: u32 = 8;
 
 /// The PostgreSQL outbox store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SkipLockedClaimOutboxStore {
     pool: PgPool,
     config: OutboxConfig,
+    work: Arc<Notify>,
+    listening: OnceCell<()>,
 }
 
 impl SkipLockedClaimOutboxStore {
@@ -40,7 +44,12 @@ impl SkipLockedClaimOutboxStore {
         if migrate {
             migrate::migrate_postgres(&pool).await?;
         }
-        Ok(SkipLockedClaimOutboxStore { pool, config })
+        Ok(SkipLockedClaimOutboxStore {
+            pool,
+            config,
+            work: Arc::new(Notify::new()),
+            listening: OnceCell::new(),
+        })
     }
 
     /// The underlying pool (for LISTEN/NOTIFY and tests).
@@ -150,7 +159,20 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.work.notify_waiters();
         Ok(ids)
+    }
+
+    async fn work_signal(&self) -> Result<Arc<Notify>> {
+        self.listening
+            .get_or_init(|| async {
+                tokio::spawn(relay_notifications(
+                    self.pool.clone(),
+                    Arc::downgrade(&self.work),
+                ));
+            })
+            .await;
+        Ok(self.work.clone())
     }
 
     async fn claim_batch(
@@ -400,5 +422,42 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Forwards `NOTIFY headrace_outbox` to `work` until the store (and so `work`) is dropped,
+/// reconnecting after connection failures. Polling covers any gap.
+async fn relay_notifications(pool: PgPool, work: Weak<Notify>) {
+    const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+    while work.strong_count() > 0 {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                Ok(()) => listener,
+                Err(err) => {
+                    tracing::warn!(target: "headrace.outbox", %err, "LISTEN failed; polling until it works");
+                    tokio::time::sleep(RECHECK).await;
+                    continue;
+                }
+            },
+            Err(err) => {
+                tracing::warn!(target: "headrace.outbox", %err, "LISTEN connection failed; polling until it works");
+                tokio::time::sleep(RECHECK).await;
+                continue;
+            }
+        };
+        loop {
+            match tokio::time::timeout(RECHECK, listener.recv()).await {
+                Ok(Ok(_)) => match work.upgrade() {
+                    Some(work) => work.notify_waiters(),
+                    None => return,
+                },
+                Ok(Err(err)) => {
+                    tracing::warn!(target: "headrace.outbox", %err, "LISTEN connection lost; reconnecting");
+                    break;
+                }
+                Err(_) if work.strong_count() == 0 => return,
+                Err(_) => {}
+            }
+        }
     }
 }

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 const COLUMNS: &str = "id, topic, payload, status, priority, attempts, max_attempts, run_at, \
     lease_owner, lease_expires_at, last_error, dedupe_key, trace_id, created_at, updated_at";
@@ -21,6 +23,7 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct OptimisticClaimOutboxStore {
     db: SqliteDb,
     config: OutboxConfig,
+    work: Arc<Notify>,
 }
 
 impl OptimisticClaimOutboxStore {
@@ -31,7 +34,11 @@ impl OptimisticClaimOutboxStore {
         if migrate {
             migrate::migrate_sqlite(&db).await?;
         }
-        Ok(OptimisticClaimOutboxStore { db, config })
+        Ok(OptimisticClaimOutboxStore {
+            db,
+            config,
+            work: Arc::new(Notify::new()),
+        })
     }
 
     /// Closes the connection; later calls fail with a clear error.
@@ -164,6 +171,11 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                 Ok(ids)
             })
             .await
+            .inspect(|_| self.work.notify_waiters())
+    }
+
+    async fn work_signal(&self) -> Result<Arc<Notify>> {
+        Ok(self.work.clone())
     }
 
     async fn claim_batch(
