@@ -1,5 +1,6 @@
 //! Worker metrics: per-topic counters and latency summaries, rendered as Prometheus text.
 
+use super::Settled;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -152,15 +153,6 @@ impl WorkerMetrics {
         }
         out
     }
-}
-
-/// The bookkeeping result of one item, as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settled {
-    Completed,
-    Retried,
-    Failed,
-    Released,
 }
 
 fn escape_label(value: &str) -> String {

@@ -69,11 +69,47 @@ impl StopFlag {
     }
 }
 
+/// Where an item ended up after the worker's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Completed,
+    /// Back to `pending` for another attempt.
+    Retried,
+    /// Dead-lettered.
+    Failed,
+    /// Given back unstarted because the worker stopped.
+    Released,
+}
+
+impl Settled {
+    /// Lower-case name, as hooks see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settled::Completed => "completed",
+            Settled::Retried => "retried",
+            Settled::Failed => "failed",
+            Settled::Released => "released",
+        }
+    }
+}
+
+/// One item's final bookkeeping, reported to [`BatchHandler::settled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledItem {
+    pub item: OutboxItem,
+    pub settled: Settled,
+    /// The handler's error, for retried and failed items.
+    pub error: Option<String>,
+}
+
 /// User code that processes a claimed batch; returns exactly one outcome per item, in order.
 #[async_trait]
 pub trait BatchHandler: Send + Sync {
     /// Handles `items`; items not started because `stop` was set report [`Outcome::NotStarted`].
     async fn handle(&self, items: Vec<OutboxItem>, stop: StopFlag) -> Vec<Outcome>;
+
+    /// Told where each item of a batch ended up (for hooks and records); default: nothing.
+    async fn settled(&self, _results: Vec<SettledItem>) {}
 }
 
 /// How the worker runs.

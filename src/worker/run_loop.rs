@@ -1,7 +1,9 @@
 //! The claim → handle → acknowledge loop.
 
-use super::metrics::Settled;
-use super::{BatchHandler, Outcome, StopFlag, WorkerConfig, WorkerMetrics, WorkerReport};
+use super::{
+    BatchHandler, Outcome, Settled, SettledItem, StopFlag, WorkerConfig, WorkerMetrics,
+    WorkerReport,
+};
 use crate::error::{Error, Result};
 use crate::outbox::{OutboxItem, OutboxStatus, OutboxStore, RetryPolicy};
 use std::sync::Arc;
@@ -276,59 +278,38 @@ async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<W
     let mut report = WorkerReport::default();
     let mut completed = Vec::new();
     let mut unstarted = Vec::new();
-    let mut settled = Vec::with_capacity(items.len());
-    for (item, outcome) in items.iter().zip(outcomes) {
-        let result = match outcome {
+    let mut results = Vec::with_capacity(items.len());
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        let (settled, error) = match outcome {
             Outcome::Completed => {
                 completed.push(item.id);
-                Settled::Completed
+                (Settled::Completed, None)
             }
             Outcome::NotStarted => {
                 unstarted.push(item.id);
-                Settled::Released
+                (Settled::Released, None)
             }
             Outcome::Failed {
                 error,
-                retryable: false,
-                ..
-            } => {
-                shared.store.mark_failed(item.id, worker_id, &error).await?;
-                Settled::Failed
-            }
-            Outcome::Failed {
-                error,
-                retryable: true,
+                retryable,
                 retry_at,
             } => {
-                let (policy, own_limit) = retry_policy(shared, &item.topic);
-                let limit = if own_limit {
-                    policy.max_attempts.min(item.max_attempts)
-                } else {
-                    item.max_attempts
-                };
-                if item.attempts >= limit {
-                    shared.store.mark_failed(item.id, worker_id, &error).await?;
-                    Settled::Failed
-                } else {
-                    let at = retry_at.unwrap_or_else(|| now + policy.delay(item.attempts));
-                    match shared
-                        .store
-                        .mark_retry(item.id, worker_id, Some(at), &error)
-                        .await?
-                    {
-                        OutboxStatus::Failed => Settled::Failed,
-                        _ => Settled::Retried,
-                    }
-                }
+                let settled =
+                    settle_failure(shared, &item, &error, retryable, retry_at, now).await?;
+                (settled, Some(error))
             }
         };
-        settled.push((item.topic.as_str(), result));
-        match result {
+        match settled {
             Settled::Completed => report.completed += 1,
             Settled::Retried => report.retried += 1,
             Settled::Failed => report.failed += 1,
             Settled::Released => report.released += 1,
         }
+        results.push(SettledItem {
+            item,
+            settled,
+            error,
+        });
     }
     report.processed = report.completed + report.retried + report.failed;
     shared
@@ -336,6 +317,44 @@ async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<W
         .mark_success_many(&completed, worker_id)
         .await?;
     shared.store.release(&unstarted, worker_id).await?;
-    shared.metrics.record_batch(&settled, handler_elapsed);
+    let counted: Vec<(&str, Settled)> = results
+        .iter()
+        .map(|r| (r.item.topic.as_str(), r.settled))
+        .collect();
+    shared.metrics.record_batch(&counted, handler_elapsed);
+    shared.handler.settled(results).await;
     Ok(report)
+}
+
+/// Dead-letters or schedules the retry of a failed item; returns where it ended up.
+async fn settle_failure(
+    shared: &Shared,
+    item: &OutboxItem,
+    error: &str,
+    retryable: bool,
+    retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Settled> {
+    let worker_id = &shared.config.worker_id;
+    let (policy, own_limit) = retry_policy(shared, &item.topic);
+    let limit = if own_limit {
+        policy.max_attempts.min(item.max_attempts)
+    } else {
+        item.max_attempts
+    };
+    if !retryable || item.attempts >= limit {
+        shared.store.mark_failed(item.id, worker_id, error).await?;
+        return Ok(Settled::Failed);
+    }
+    let at = retry_at.unwrap_or_else(|| now + policy.delay(item.attempts));
+    Ok(
+        match shared
+            .store
+            .mark_retry(item.id, worker_id, Some(at), error)
+            .await?
+        {
+            OutboxStatus::Failed => Settled::Failed,
+            _ => Settled::Retried,
+        },
+    )
 }
