@@ -78,6 +78,16 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// matches a pending or processing item returns that item's id instead.
     async fn enqueue_many(&self, items: Vec<NewItem>) -> Result<Vec<i64>>;
 
+    /// Like [`OutboxStore::claim_batch`], counting as due the items whose `run_at` is at or
+    /// before `due_by` (default: now) — for schedulers that evaluate a given moment.
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        topics: Option<&[String]>,
+        due_by: Option<DateTime<Utc>>,
+    ) -> Result<Vec<OutboxItem>>;
+
     /// Claims up to `limit` due pending items (optionally only of `topics`) for `worker_id`,
     /// in claim order, each leased until now + lease and its `attempts` incremented.
     async fn claim_batch(
@@ -85,7 +95,9 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         worker_id: &str,
         limit: i64,
         topics: Option<&[String]>,
-    ) -> Result<Vec<OutboxItem>>;
+    ) -> Result<Vec<OutboxItem>> {
+        self.claim_due(worker_id, limit, topics, None).await
+    }
 
     /// Marks items completed. Items `worker_id` still holds a live lease on are completed even
     /// when others are not; those others raise `LeaseLost` (or `NotFound` if unknown).

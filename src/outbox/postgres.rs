@@ -175,11 +175,12 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         Ok(self.work.clone())
     }
 
-    async fn claim_batch(
+    async fn claim_due(
         &self,
         worker_id: &str,
         limit: i64,
         topics: Option<&[String]>,
+        due_by: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxItem>> {
         let limit = check_limit(limit)?;
         if limit == 0 {
@@ -189,7 +190,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         let rows = sqlx::query(concat!(
             "WITH picked AS ( \
                SELECT id FROM headrace_outbox \
-               WHERE status = 'pending' AND run_at <= $1 AND ($4::text[] IS NULL OR topic = ANY($4)) \
+               WHERE status = 'pending' AND run_at <= $6 AND ($4::text[] IS NULL OR topic = ANY($4)) \
                ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
              UPDATE headrace_outbox o SET status = 'processing', attempts = o.attempts + 1, \
                lease_owner = $2, lease_expires_at = $3, updated_at = $1 \
@@ -201,6 +202,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(now + self.config.lease)
         .bind(topics)
         .bind(limit as i64)
+        .bind(due_by.unwrap_or(now))
         .fetch_all(&self.pool)
         .await?;
         let mut items = rows.iter().map(read_item).collect::<Result<Vec<_>>>()?;

@@ -178,11 +178,12 @@ impl OutboxStore for OptimisticClaimOutboxStore {
         Ok(self.work.clone())
     }
 
-    async fn claim_batch(
+    async fn claim_due(
         &self,
         worker_id: &str,
         limit: i64,
         topics: Option<&[String]>,
+        due_by: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxItem>> {
         let limit = check_limit(limit)?;
         if limit == 0 {
@@ -200,13 +201,20 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                         "UPDATE headrace_outbox SET status = 'processing', attempts = attempts + 1, \
                          lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
                          WHERE id IN (SELECT id FROM headrace_outbox \
-                           WHERE status = 'pending' AND run_at <= ?3 \
+                           WHERE status = 'pending' AND run_at <= ?6 \
                            AND (?4 IS NULL OR topic IN (SELECT value FROM json_each(?4))) \
                            ORDER BY priority DESC, run_at, id LIMIT ?5) \
                          RETURNING {COLUMNS}"
                     ))?;
                     let rows = claim.query_map(
-                        params![worker_id, to_us(expires), to_us(now), topics, limit as i64],
+                        params![
+                            worker_id,
+                            to_us(expires),
+                            to_us(now),
+                            topics,
+                            limit as i64,
+                            to_us(due_by.unwrap_or(now))
+                        ],
                         read_item,
                     )?;
                     rows.collect::<rusqlite::Result<Vec<_>>>()?
