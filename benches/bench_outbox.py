@@ -112,9 +112,7 @@ def drain_psycopg(url: str, batch: int) -> int:
                 return done
             for _row in rows:
                 pass
-            conn.execute(
-                PG_ACK, {"now": now, "ids": [row[0] for row in rows], "worker": "raw-worker"}
-            ).fetchall()
+            conn.execute(PG_ACK, {"now": now, "ids": [row[0] for row in rows], "worker": "raw-worker"}).fetchall()
             done += len(rows)
 
 
@@ -178,9 +176,7 @@ def report(engine: str, baseline: str, ours: float, raw: float, target: float) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="best of this many runs per side")

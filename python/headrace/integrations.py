@@ -118,9 +118,7 @@ class IntegrationImpl:
                 "has no vendor slug to fall back on"
             )
         if "{vendor}" in hint and not vendor:
-            raise NotFoundError(
-                f"{owner_label}: oauth_client {hint!r} needs a vendor slug, and there is none"
-            )
+            raise NotFoundError(f"{owner_label}: oauth_client {hint!r} needs a vendor slug, and there is none")
         name = hint.format(vendor=vendor)
         client = oauth_clients.enabled(name)
         if client is None:
@@ -281,9 +279,7 @@ class Registry:
             try:
                 impl = entry.load()
             except Exception as exc:
-                raise ConfigError(
-                    f"entry point {entry.name!r} ({entry.value}) failed to load: {exc}"
-                ) from exc
+                raise ConfigError(f"entry point {entry.name!r} ({entry.value}) failed to load: {exc}") from exc
             self.register(impl, key=entry.name)
 
     def get(self, key: str | None) -> type[IntegrationImpl]:
@@ -294,9 +290,7 @@ class Registry:
             return self._impls[key]
         except KeyError:
             known = ", ".join(sorted(self._impls)) or "none"
-            raise NotFoundError(
-                f"no integration implementation registered as {key!r} (known: {known})"
-            ) from None
+            raise NotFoundError(f"no integration implementation registered as {key!r} (known: {known})") from None
 
     def bind(self, integration: Any, key: str | None = None) -> IntegrationImpl:
         """An instance bound to ``integration``, selected by ``key`` or its ``impl_key`` attribute."""
@@ -332,9 +326,7 @@ def default_store() -> OutboxStore:
     """The process-wide store for ``$HEADRACE_DATABASE_URL`` (opened once)."""
     url = os.environ.get("HEADRACE_DATABASE_URL")
     if not url:
-        raise ConfigError(
-            "no outbox store: pass store=..., set QueuedClient.store, or set HEADRACE_DATABASE_URL"
-        )
+        raise ConfigError("no outbox store: pass store=..., set QueuedClient.store, or set HEADRACE_DATABASE_URL")
     with _default_lock:
         if url not in _default_stores:
             _default_stores[url] = OutboxStore.connect(url)
@@ -436,8 +428,6 @@ def run_due_bridges(
         try:
             target.mark_retry(item.id, worker, next_at, error or "")
         except LeaseLost:
-            log.warning(
-                "bridge %s ran longer than the lease; another process may run it again", bridge.bridge_key
-            )
+            log.warning("bridge %s ran longer than the lease; another process may run it again", bridge.bridge_key)
         runs.append(BridgeRun(bridge.bridge_key, error is None, error, next_at, result))
     return runs

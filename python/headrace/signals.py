@@ -60,6 +60,4 @@ item_completed = Signal("item_completed")
 item_failed = Signal("item_failed")
 item_retried = Signal("item_retried")
 
-ITEM_EVENTS: dict[str, Signal] = {
-    s.name: s for s in (item_started, item_completed, item_failed, item_retried)
-}
+ITEM_EVENTS: dict[str, Signal] = {s.name: s for s in (item_started, item_completed, item_failed, item_retried)}

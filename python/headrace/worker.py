@@ -75,13 +75,8 @@ def _routes(
         return routes
     routes = {}
     for client in handlers:
-        if not (
-            isinstance(client, QueuedClient)
-            or (isinstance(client, type) and issubclass(client, QueuedClient))
-        ):
-            raise ConfigError(
-                f"a handler list may hold only QueuedClients, got {client!r}; use a dict for callables"
-            )
+        if not (isinstance(client, QueuedClient) or (isinstance(client, type) and issubclass(client, QueuedClient))):
+            raise ConfigError(f"a handler list may hold only QueuedClients, got {client!r}; use a dict for callables")
         topic = client.topic_name()
         if topic in routes:
             raise ConfigError(f"two handlers for topic {topic!r}")
@@ -139,9 +134,7 @@ class OutboxWorker:
         """Processes items until :meth:`stop`, SIGINT or SIGTERM; stops gracefully."""
         restore = self._install_signal_handlers()
         try:
-            log.info(
-                "worker %s started (topics: %s)", self.worker_id, ", ".join(sorted(self._routes)) or "none"
-            )
+            log.info("worker %s started (topics: %s)", self.worker_id, ", ".join(sorted(self._routes)) or "none")
             return self._core.run()
         finally:
             restore()

@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from headrace import IngestRejected, IngestUnavailable, OutboxStore, RetryPolicy
@@ -100,9 +100,7 @@ def test_unknown_topics_are_dead_lettered_with_a_reason(db_url: str) -> None:
 
 def test_retry_timing_follows_the_policy_with_an_injected_clock(db_url: str) -> None:
     clock = ManualClock()
-    store = OutboxStore.connect(
-        db_url, clock=clock, retry=RetryPolicy(max_attempts=3, base_seconds=10, jitter=0)
-    )
+    store = OutboxStore.connect(db_url, clock=clock, retry=RetryPolicy(max_attempts=3, base_seconds=10, jitter=0))
     item_id = store.enqueue("t", {})
 
     def fail(item: OutboxItem) -> None:
@@ -121,7 +119,7 @@ class SyncToCrm(QueuedClient):
     key = "crm.sync"
     max_retries = 1
     retry_backoff_base_seconds = 30.0
-    calls: list[Any] = []
+    calls: ClassVar[list[Any]] = []
 
     def run(self, payload: Any) -> None:
         type(self).calls.append(payload)
@@ -130,9 +128,7 @@ class SyncToCrm(QueuedClient):
 
 def test_queued_clients_are_dispatched_with_their_own_retry_settings(db_url: str) -> None:
     clock = ManualClock()
-    store = OutboxStore.connect(
-        db_url, clock=clock, retry=RetryPolicy(max_attempts=10, base_seconds=1, jitter=0)
-    )
+    store = OutboxStore.connect(db_url, clock=clock, retry=RetryPolicy(max_attempts=10, base_seconds=1, jitter=0))
     SyncToCrm.calls = []
     item_id = SyncToCrm().enqueue({"contact": 7}, store=store)
     item = store.get(item_id)
