@@ -527,17 +527,24 @@ impl PyOutboxStore {
         awaitable(py, async move { store.enqueue_many(items).await })
     }
 
-    #[pyo3(signature = (worker_id, limit=10, *, topics=None))]
+    /// Claims up to `limit` due items; `due_by` (a datetime) evaluates "due" at another moment.
+    #[pyo3(signature = (worker_id, limit=10, *, topics=None, due_by=None))]
     fn claim_batch(
         &self,
         py: Python<'_>,
         worker_id: String,
         limit: i64,
         topics: Option<Vec<String>>,
+        due_by: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<PyOutboxItem>> {
+        let due_by = due_by
+            .filter(|v| !v.is_none())
+            .map(|v| when(v, "due_by"))
+            .transpose()?;
         block_on(
             py,
-            self.store.claim_batch(&worker_id, limit, topics.as_deref()),
+            self.store
+                .claim_due(&worker_id, limit, topics.as_deref(), due_by),
         )
         .map(items)
     }
