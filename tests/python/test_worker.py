@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
+
 from headrace import IngestRejected, IngestUnavailable, OutboxStore, RetryPolicy
 from headrace.errors import ConfigError
 from headrace.integrations import QueuedClient
