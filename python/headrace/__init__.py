@@ -6,7 +6,12 @@ and the exception hierarchy (``headrace.errors``).
 
 from __future__ import annotations
 
-from headrace._core import __version__
+import logging as _logging
+
+from headrace._core import __version__, install_log_bridge
+
+# The core's log events reach Python's logging under the "headrace." logger names.
+install_log_bridge(min(_logging.getLogger("headrace").getEffectiveLevel(), _logging.INFO))
 from headrace.errors import (
     ConfigError,
     HeadraceError,

@@ -6,6 +6,9 @@ from typing import Any, final
 
 __version__: str
 
+def install_log_bridge(level: int = 20) -> bool:
+    """Forwards the core's log events at ``level`` and above to Python's ``logging``."""
+
 # --- clock ------------------------------------------------------------------------------------
 
 @final

@@ -4,6 +4,7 @@
 pub(crate) mod clock;
 pub(crate) mod errors;
 pub(crate) mod json;
+mod logging;
 pub(crate) mod outbox;
 pub(crate) mod runtime;
 mod worker;
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     clock::register(m)?;
+    logging::register(m)?;
     outbox::register(m)?;
     worker::register(m)?;
     Ok(())
