@@ -9,9 +9,6 @@ from __future__ import annotations
 import logging as _logging
 
 from headrace._core import __version__, install_log_bridge
-
-# The core's log events reach Python's logging under the "headrace." logger names.
-install_log_bridge(min(_logging.getLogger("headrace").getEffectiveLevel(), _logging.INFO))
 from headrace.errors import (
     ConfigError,
     HeadraceError,
@@ -34,6 +31,9 @@ from headrace.outbox import (
     RetryPolicy,
     SkipLockedClaimOutboxStore,
 )
+
+# The core's log events reach Python's logging under the "headrace." logger names.
+install_log_bridge(min(_logging.getLogger("headrace").getEffectiveLevel(), _logging.INFO))
 
 __all__ = [
     "ConfigError",
