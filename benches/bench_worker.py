@@ -20,10 +20,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_outbox import drain_psycopg, drain_sqlite3, drop_pg, fresh_pg, report, seed  # noqa: E402
+from bench_outbox import drain_psycopg, drain_sqlite3, drop_pg, fresh_pg, report, seed
 
-from headrace import OutboxStore  # noqa: E402
-from headrace.worker import OutboxWorker  # noqa: E402
+from headrace import OutboxStore
+from headrace.worker import OutboxWorker
 
 
 def noop(item: Any) -> None:
