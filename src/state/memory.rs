@@ -72,7 +72,10 @@ impl StateStore for MemoryStateStore {
                 }
             }
             for entry in plan.history {
-                t.history.entry(entry.invocation_id.clone()).or_default().push(entry);
+                t.history
+                    .entry(entry.invocation_id.clone())
+                    .or_default()
+                    .push(entry);
             }
             for (workflow_id, kind, key, value) in plan.values {
                 t.values.insert((workflow_id, kind, key), value);
@@ -82,7 +85,8 @@ impl StateStore for MemoryStateStore {
             }
             for wf in plan.workflow_runs {
                 if !t.run_index.contains_key(&wf.workflow_id) {
-                    t.run_index.insert(wf.workflow_id.clone(), t.workflow_runs.len());
+                    t.run_index
+                        .insert(wf.workflow_id.clone(), t.workflow_runs.len());
                     t.workflow_runs.push(wf);
                 }
             }
@@ -125,7 +129,11 @@ impl StateStore for MemoryStateStore {
         kind: ValueKind,
         key: &str,
     ) -> Result<Option<String>> {
-        self.with(|t| Ok(t.values.get(&(workflow_id.to_string(), kind, key.to_string())).cloned()))
+        self.with(|t| {
+            Ok(t.values
+                .get(&(workflow_id.to_string(), kind, key.to_string()))
+                .cloned())
+        })
     }
 
     async fn get_app_info(&self, app_id: &str) -> Result<Option<AppInfo>> {
@@ -138,14 +146,21 @@ impl StateStore for MemoryStateStore {
 
     async fn get_workflow_types(&self) -> Result<Vec<String>> {
         self.with(|t| {
-            let mut types: Vec<String> = t.workflow_runs.iter().map(|wf| wf.workflow_type.clone()).collect();
+            let mut types: Vec<String> = t
+                .workflow_runs
+                .iter()
+                .map(|wf| wf.workflow_type.clone())
+                .collect();
             types.sort();
             types.dedup();
             Ok(types)
         })
     }
 
-    async fn get_workflow_runs(&self, workflow_type: Option<&str>) -> Result<Vec<WorkflowIdentity>> {
+    async fn get_workflow_runs(
+        &self,
+        workflow_type: Option<&str>,
+    ) -> Result<Vec<WorkflowIdentity>> {
         self.with(|t| {
             Ok(t.workflow_runs
                 .iter()
@@ -156,10 +171,19 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn get_workflow_sub_invocations(&self, workflow_id: &str) -> Result<Vec<String>> {
-        self.with(|t| Ok(t.sub_invocations.get(workflow_id).cloned().unwrap_or_default()))
+        self.with(|t| {
+            Ok(t.sub_invocations
+                .get(workflow_id)
+                .cloned()
+                .unwrap_or_default())
+        })
     }
 
-    async fn get_invocations_by_task(&self, task_id: &str, limit: usize) -> Result<Vec<Invocation>> {
+    async fn get_invocations_by_task(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Invocation>> {
         self.with(|t| {
             let mut rows: Vec<&(u64, StoredInvocation)> = t
                 .invocations
@@ -169,7 +193,11 @@ impl StateStore for MemoryStateStore {
             rows.sort_by(|a, b| {
                 (b.1.invocation.created_at, b.0).cmp(&(a.1.invocation.created_at, a.0))
             });
-            Ok(rows.into_iter().take(limit).map(|(_, row)| row.invocation.clone()).collect())
+            Ok(rows
+                .into_iter()
+                .take(limit)
+                .map(|(_, row)| row.invocation.clone())
+                .collect())
         })
     }
 
@@ -188,6 +216,9 @@ impl StateStore for MemoryStateStore {
 
     async fn close(&self) {
         let mut tables = self.tables.lock().expect("memory state store poisoned");
-        *tables = Tables { closed: true, ..Tables::default() };
+        *tables = Tables {
+            closed: true,
+            ..Tables::default()
+        };
     }
 }

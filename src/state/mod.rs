@@ -291,7 +291,10 @@ impl InvocationHistory {
     /// Parses [`InvocationHistory::to_json`]'s output; anything malformed is a `Config` error.
     pub fn from_json(text: &str) -> Result<Self> {
         let json: HistoryJson<'_> = serde_json::from_str(text).map_err(|e| {
-            Error::config(format!("malformed InvocationHistory JSON: {e}: {}", preview(text)))
+            Error::config(format!(
+                "malformed InvocationHistory JSON: {e}: {}",
+                preview(text)
+            ))
         })?;
         let timestamp = parse_timestamp(&json.timestamp)?;
         let history = InvocationHistory {
@@ -312,7 +315,11 @@ impl InvocationHistory {
 /// A timestamp written like Python's `datetime.isoformat()`: microseconds only when non-zero,
 /// always with the `±HH:MM` offset.
 pub fn format_timestamp(t: &DateTime<FixedOffset>) -> String {
-    let format = if t.nanosecond() == 0 { SecondsFormat::Secs } else { SecondsFormat::Micros };
+    let format = if t.nanosecond() == 0 {
+        SecondsFormat::Secs
+    } else {
+        SecondsFormat::Micros
+    };
     let text = t.to_rfc3339_opts(format, false);
     // chrono writes a zero offset as "+00:00" with use_z=false, as Python does.
     text
@@ -391,7 +398,11 @@ pub struct AppInfo {
 impl AppInfo {
     /// An app with no module and empty metadata.
     pub fn new(app_id: impl Into<String>) -> Self {
-        AppInfo { app_id: app_id.into(), module: None, metadata: "{}".into() }
+        AppInfo {
+            app_id: app_id.into(),
+            module: None,
+            metadata: "{}".into(),
+        }
     }
 
     /// Checks the info, naming the first bad field.
@@ -412,10 +423,12 @@ impl AppInfo {
 pub async fn connect_store(url: &str) -> Result<Arc<dyn StateStore>> {
     match DatabaseUrl::parse(url)? {
         DatabaseUrl::Memory => Ok(Arc::new(memory::MemoryStateStore::new())),
-        DatabaseUrl::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStateStore::open(&path, true).await?)),
-        DatabaseUrl::Postgres { url } => {
-            Ok(Arc::new(postgres::PostgresStateStore::connect(&url, true).await?))
+        DatabaseUrl::Sqlite { path } => {
+            Ok(Arc::new(sqlite::SqliteStateStore::open(&path, true).await?))
         }
+        DatabaseUrl::Postgres { url } => Ok(Arc::new(
+            postgres::PostgresStateStore::connect(&url, true).await?,
+        )),
     }
 }
 
@@ -429,7 +442,14 @@ pub fn new_id() -> String {
     let bits: u128 = rand::random();
     let bits = (bits & !(0xF000 << 64) | (0x4000 << 64)) & !(0xC000 << 48) | (0x8000 << 48);
     let hex = format!("{bits:032x}");
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// `t` with sub-microsecond digits dropped (the stores keep microseconds).
@@ -482,7 +502,13 @@ mod tests {
     #[test]
     fn transition_table_allows_the_lifecycle_and_forbids_leaving_final_states() {
         use InvocationStatus::*;
-        for (from, to) in [(Registered, Pending), (Pending, Running), (Running, Success), (Running, Retry), (Retry, Pending)] {
+        for (from, to) in [
+            (Registered, Pending),
+            (Pending, Running),
+            (Running, Success),
+            (Running, Retry),
+            (Retry, Pending),
+        ] {
             assert!(from.can_transition_to(to), "{from} -> {to}");
         }
         for status in [Success, Failed, Killed] {
@@ -493,7 +519,10 @@ mod tests {
             }
         }
         let err = Registered.check_transition(Success, "inv-7").unwrap_err();
-        assert!(err.to_string().contains("inv-7") && err.to_string().contains("registered to success"), "{err}");
+        assert!(
+            err.to_string().contains("inv-7") && err.to_string().contains("registered to success"),
+            "{err}"
+        );
         assert!(!Running.can_transition_to(Running));
     }
 
@@ -502,12 +531,19 @@ mod tests {
         for status in InvocationStatus::ALL {
             assert_eq!(status.as_str().parse::<InvocationStatus>().unwrap(), status);
         }
-        assert_eq!("done".parse::<InvocationStatus>().unwrap_err().code(), "config_error");
+        assert_eq!(
+            "done".parse::<InvocationStatus>().unwrap_err().code(),
+            "config_error"
+        );
     }
 
     #[test]
     fn history_json_round_trips_exactly() {
-        let mut h = InvocationHistory::new("inv-1", Some(InvocationStatus::Running), Some(r#"{"b": 1, "a": [1.5, "x"]}"#.into()));
+        let mut h = InvocationHistory::new(
+            "inv-1",
+            Some(InvocationStatus::Running),
+            Some(r#"{"b": 1, "a": [1.5, "x"]}"#.into()),
+        );
         h.timestamp = parse_timestamp("2030-01-02T03:04:05.000007+02:00").unwrap();
         let text = h.to_json();
         assert_eq!(
@@ -518,7 +554,10 @@ mod tests {
         assert_eq!(back.to_json(), text);
         assert_eq!(back.timestamp, h.timestamp);
         assert_eq!(back.timestamp.offset().local_minus_utc(), 7200);
-        assert_eq!((back.status, back.execution_context.as_deref()), (h.status, h.execution_context.as_deref()));
+        assert_eq!(
+            (back.status, back.execution_context.as_deref()),
+            (h.status, h.execution_context.as_deref())
+        );
 
         let plain = InvocationHistory::from_json(
             r#"{"invocation_id":"i","timestamp":"2030-01-01T00:00:00+00:00","status":null,"execution_context":null}"#,
@@ -554,9 +593,19 @@ mod tests {
         let mut inv = Invocation::new("t", "{}");
         inv.validate().unwrap();
         inv.arguments = "[1]".into();
-        assert!(inv.validate().unwrap_err().to_string().contains("JSON object"));
+        assert!(
+            inv.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("JSON object")
+        );
         inv.arguments = "{".into();
-        assert!(inv.validate().unwrap_err().to_string().contains("arguments"));
+        assert!(
+            inv.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("arguments")
+        );
         inv = Invocation::new(" ", "{}");
         assert!(inv.validate().unwrap_err().to_string().contains("task_id"));
     }

@@ -69,18 +69,23 @@ impl Plan {
                     let id = inv.invocation_id.clone();
                     match current.get_mut(&id) {
                         Some(row) => {
-                            if row.invocation.status != inv.status {
-                                if let Err(error) = row.invocation.status.check_transition(inv.status, &id) {
-                                    plan.rejected.push(Rejected { index, error });
-                                    continue;
-                                }
+                            let current = row.invocation.status;
+                            if current != inv.status
+                                && let Err(error) = current.check_transition(inv.status, &id)
+                            {
+                                plan.rejected.push(Rejected { index, error });
+                                continue;
                             }
                             row.invocation = inv;
                         }
                         None => {
                             current.insert(
                                 id.clone(),
-                                StoredInvocation { invocation: inv, result: None, exception: None },
+                                StoredInvocation {
+                                    invocation: inv,
+                                    result: None,
+                                    exception: None,
+                                },
                             );
                         }
                     }
@@ -89,7 +94,10 @@ impl Plan {
                 WriteOp::AddHistory(history) => {
                     let id = history.invocation_id.clone();
                     let Some(row) = current.get_mut(&id) else {
-                        plan.rejected.push(Rejected { index, error: invocation_not_found(&id) });
+                        plan.rejected.push(Rejected {
+                            index,
+                            error: invocation_not_found(&id),
+                        });
                         continue;
                     };
                     if let Some(next) = history.status {
@@ -102,23 +110,40 @@ impl Plan {
                     }
                     plan.history.push(history);
                 }
-                WriteOp::SetResult { invocation_id, value } => {
+                WriteOp::SetResult {
+                    invocation_id,
+                    value,
+                } => {
                     let Some(row) = current.get_mut(&invocation_id) else {
-                        plan.rejected.push(Rejected { index, error: invocation_not_found(&invocation_id) });
+                        plan.rejected.push(Rejected {
+                            index,
+                            error: invocation_not_found(&invocation_id),
+                        });
                         continue;
                     };
                     row.result = Some(value);
                     mark(&invocation_id, &mut changed);
                 }
-                WriteOp::SetException { invocation_id, exception } => {
+                WriteOp::SetException {
+                    invocation_id,
+                    exception,
+                } => {
                     let Some(row) = current.get_mut(&invocation_id) else {
-                        plan.rejected.push(Rejected { index, error: invocation_not_found(&invocation_id) });
+                        plan.rejected.push(Rejected {
+                            index,
+                            error: invocation_not_found(&invocation_id),
+                        });
                         continue;
                     };
                     row.exception = Some(exception);
                     mark(&invocation_id, &mut changed);
                 }
-                WriteOp::SetWorkflowValue { workflow_id, kind, key, value } => {
+                WriteOp::SetWorkflowValue {
+                    workflow_id,
+                    kind,
+                    key,
+                    value,
+                } => {
                     let slot = (workflow_id.clone(), kind, key.clone());
                     match value_index.get(&slot) {
                         Some(&at) => plan.values[at].3 = value,
@@ -140,7 +165,10 @@ impl Plan {
                         plan.workflow_runs.push(wf);
                     }
                 }
-                WriteOp::StoreSubInvocation { parent_workflow_id, sub_invocation_id } => {
+                WriteOp::StoreSubInvocation {
+                    parent_workflow_id,
+                    sub_invocation_id,
+                } => {
                     let pair = (parent_workflow_id, sub_invocation_id);
                     if subs_seen.insert(pair.clone()) {
                         plan.sub_invocations.push(pair);

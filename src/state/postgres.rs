@@ -41,7 +41,10 @@ impl PostgresStateStore {
         if migrate {
             migrate::migrate_postgres(&pool).await?;
         }
-        Ok(PostgresStateStore { pool, closed: AtomicBool::new(false) })
+        Ok(PostgresStateStore {
+            pool,
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// The underlying pool.
@@ -50,7 +53,11 @@ impl PostgresStateStore {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) { Err(closed_error()) } else { Ok(()) }
+        if self.closed.load(Ordering::Acquire) {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
     }
 
     async fn row(&self, invocation_id: &str) -> Result<StoredInvocation> {
@@ -88,7 +95,10 @@ fn read_row(row: &PgRow) -> Result<StoredInvocation> {
             created_at: row.try_get("created_at")?,
         },
         result: row.try_get("result")?,
-        exception: exception.as_deref().map(ExceptionRecord::from_json).transpose()?,
+        exception: exception
+            .as_deref()
+            .map(ExceptionRecord::from_json)
+            .transpose()?,
     })
 }
 
@@ -211,8 +221,16 @@ async fn write_plan(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Result<(
              ON CONFLICT (workflow_id) DO NOTHING",
         )
         .bind(r.iter().map(|x| x.workflow_id.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.workflow_type.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.parent_workflow_id.as_deref()).collect::<Vec<_>>())
+        .bind(
+            r.iter()
+                .map(|x| x.workflow_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            r.iter()
+                .map(|x| x.parent_workflow_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut **tx)
         .await?;
     }
@@ -375,7 +393,10 @@ impl StateStore for PostgresStateStore {
         .await?)
     }
 
-    async fn get_workflow_runs(&self, workflow_type: Option<&str>) -> Result<Vec<WorkflowIdentity>> {
+    async fn get_workflow_runs(
+        &self,
+        workflow_type: Option<&str>,
+    ) -> Result<Vec<WorkflowIdentity>> {
         self.check_open()?;
         sqlx::query(
             "SELECT workflow_id, workflow_type, parent_workflow_id FROM headrace_workflow_runs \
@@ -400,7 +421,11 @@ impl StateStore for PostgresStateStore {
         .await?)
     }
 
-    async fn get_invocations_by_task(&self, task_id: &str, limit: usize) -> Result<Vec<Invocation>> {
+    async fn get_invocations_by_task(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Invocation>> {
         self.check_open()?;
         sqlx::query(concat!(
             "SELECT ",

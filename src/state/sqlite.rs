@@ -79,18 +79,27 @@ impl RawInvocation {
                 task_id: self.task_id,
                 arguments: self.arguments,
                 status: parse_status(&self.status)?,
-                workflow: workflow(self.workflow_id, self.workflow_type, self.parent_workflow_id),
+                workflow: workflow(
+                    self.workflow_id,
+                    self.workflow_type,
+                    self.parent_workflow_id,
+                ),
                 parent_invocation_id: self.parent_invocation_id,
                 created_at: from_us(self.created_at),
             },
             result: self.result,
-            exception: self.exception.as_deref().map(ExceptionRecord::from_json).transpose()?,
+            exception: self
+                .exception
+                .as_deref()
+                .map(ExceptionRecord::from_json)
+                .transpose()?,
         })
     }
 }
 
 pub(crate) fn parse_status(text: &str) -> Result<InvocationStatus> {
-    text.parse().map_err(|_| Error::Store(format!("stored invocation status {text:?} is unknown")))
+    text.parse()
+        .map_err(|_| Error::Store(format!("stored invocation status {text:?} is unknown")))
 }
 
 pub(crate) fn workflow(
@@ -98,7 +107,11 @@ pub(crate) fn workflow(
     ty: Option<String>,
     parent: Option<String>,
 ) -> Option<WorkflowIdentity> {
-    Some(WorkflowIdentity { workflow_id: id?, workflow_type: ty?, parent_workflow_id: parent })
+    Some(WorkflowIdentity {
+        workflow_id: id?,
+        workflow_type: ty?,
+        parent_workflow_id: parent,
+    })
 }
 
 pub(crate) fn offset(seconds: i32) -> FixedOffset {
@@ -206,7 +219,11 @@ fn write_plan(conn: &mut Connection, ops: Vec<WriteOp>) -> Result<Vec<Rejected>>
              VALUES (?1, ?2, ?3) ON CONFLICT (workflow_id) DO NOTHING",
         )?;
         for wf in &plan.workflow_runs {
-            run.execute(params![wf.workflow_id, wf.workflow_type, wf.parent_workflow_id])?;
+            run.execute(params![
+                wf.workflow_id,
+                wf.workflow_type,
+                wf.parent_workflow_id
+            ])?;
         }
         let mut sub = tx.prepare_cached(
             "INSERT INTO headrace_workflow_sub_invocations (parent_workflow_id, sub_invocation_id) \
@@ -239,7 +256,9 @@ impl StateStore for SqliteStateStore {
 
     async fn get_invocation(&self, invocation_id: &str) -> Result<Invocation> {
         let id = invocation_id.to_string();
-        self.db.call(move |conn| Ok(read_one(conn, &id)?.invocation)).await
+        self.db
+            .call(move |conn| Ok(read_one(conn, &id)?.invocation))
+            .await
     }
 
     async fn get_history(&self, invocation_id: &str) -> Result<Vec<InvocationHistory>> {
@@ -283,12 +302,16 @@ impl StateStore for SqliteStateStore {
 
     async fn get_result(&self, invocation_id: &str) -> Result<Option<String>> {
         let id = invocation_id.to_string();
-        self.db.call(move |conn| Ok(read_one(conn, &id)?.result)).await
+        self.db
+            .call(move |conn| Ok(read_one(conn, &id)?.result))
+            .await
     }
 
     async fn get_exception(&self, invocation_id: &str) -> Result<Option<ExceptionRecord>> {
         let id = invocation_id.to_string();
-        self.db.call(move |conn| Ok(read_one(conn, &id)?.exception)).await
+        self.db
+            .call(move |conn| Ok(read_one(conn, &id)?.exception))
+            .await
     }
 
     async fn get_workflow_value(
@@ -316,9 +339,15 @@ impl StateStore for SqliteStateStore {
         self.db
             .call(move |conn| {
                 Ok(conn
-                    .prepare_cached("SELECT app_id, module, metadata FROM headrace_app_infos WHERE app_id = ?1")?
+                    .prepare_cached(
+                        "SELECT app_id, module, metadata FROM headrace_app_infos WHERE app_id = ?1",
+                    )?
                     .query_row([app_id], |row| {
-                        Ok(AppInfo { app_id: row.get(0)?, module: row.get(1)?, metadata: row.get(2)? })
+                        Ok(AppInfo {
+                            app_id: row.get(0)?,
+                            module: row.get(1)?,
+                            metadata: row.get(2)?,
+                        })
                     })
                     .optional()?)
             })
@@ -328,10 +357,15 @@ impl StateStore for SqliteStateStore {
     async fn get_all_app_infos(&self) -> Result<Vec<AppInfo>> {
         self.db
             .call(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT app_id, module, metadata FROM headrace_app_infos ORDER BY app_id")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT app_id, module, metadata FROM headrace_app_infos ORDER BY app_id",
+                )?;
                 let rows = stmt.query_map([], |row| {
-                    Ok(AppInfo { app_id: row.get(0)?, module: row.get(1)?, metadata: row.get(2)? })
+                    Ok(AppInfo {
+                        app_id: row.get(0)?,
+                        module: row.get(1)?,
+                        metadata: row.get(2)?,
+                    })
                 })?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             })
@@ -350,7 +384,10 @@ impl StateStore for SqliteStateStore {
             .await
     }
 
-    async fn get_workflow_runs(&self, workflow_type: Option<&str>) -> Result<Vec<WorkflowIdentity>> {
+    async fn get_workflow_runs(
+        &self,
+        workflow_type: Option<&str>,
+    ) -> Result<Vec<WorkflowIdentity>> {
         let workflow_type = workflow_type.map(str::to_string);
         self.db
             .call(move |conn| {
@@ -378,7 +415,11 @@ impl StateStore for SqliteStateStore {
             .await
     }
 
-    async fn get_invocations_by_task(&self, task_id: &str, limit: usize) -> Result<Vec<Invocation>> {
+    async fn get_invocations_by_task(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Invocation>> {
         let task_id = task_id.to_string();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db

@@ -32,17 +32,31 @@ pub enum WriteOp {
     /// Appends a history entry; a status moves the invocation to it (an allowed transition).
     AddHistory(InvocationHistory),
     /// Sets the result (JSON text) of an existing invocation.
-    SetResult { invocation_id: String, value: String },
+    SetResult {
+        invocation_id: String,
+        value: String,
+    },
     /// Sets the exception of an existing invocation.
-    SetException { invocation_id: String, exception: ExceptionRecord },
+    SetException {
+        invocation_id: String,
+        exception: ExceptionRecord,
+    },
     /// Sets a workflow value (JSON text).
-    SetWorkflowValue { workflow_id: String, kind: ValueKind, key: String, value: String },
+    SetWorkflowValue {
+        workflow_id: String,
+        kind: ValueKind,
+        key: String,
+        value: String,
+    },
     /// Registers (or replaces) an app's information.
     StoreAppInfo(AppInfo),
     /// Records a workflow run (idempotent by workflow id).
     StoreWorkflowRun(WorkflowIdentity),
     /// Records that `sub_invocation_id` runs inside `parent_workflow_id` (idempotent).
-    StoreSubInvocation { parent_workflow_id: String, sub_invocation_id: String },
+    StoreSubInvocation {
+        parent_workflow_id: String,
+        sub_invocation_id: String,
+    },
 }
 
 impl WriteOp {
@@ -51,9 +65,8 @@ impl WriteOp {
         match self {
             WriteOp::UpsertInvocation(inv) => Some(&inv.invocation_id),
             WriteOp::AddHistory(h) => Some(&h.invocation_id),
-            WriteOp::SetResult { invocation_id, .. } | WriteOp::SetException { invocation_id, .. } => {
-                Some(invocation_id)
-            }
+            WriteOp::SetResult { invocation_id, .. }
+            | WriteOp::SetException { invocation_id, .. } => Some(invocation_id),
             _ => None,
         }
     }
@@ -68,17 +81,34 @@ impl WriteOp {
                 h.status.map_or("None", |s| s.as_str())
             ),
             WriteOp::SetResult { invocation_id, .. } => format!("set_result({invocation_id:?})"),
-            WriteOp::SetException { invocation_id, .. } => format!("set_exception({invocation_id:?})"),
-            WriteOp::SetWorkflowValue { workflow_id, kind: ValueKind::Data, key, .. } => {
+            WriteOp::SetException { invocation_id, .. } => {
+                format!("set_exception({invocation_id:?})")
+            }
+            WriteOp::SetWorkflowValue {
+                workflow_id,
+                kind: ValueKind::Data,
+                key,
+                ..
+            } => {
                 format!("set_workflow_data({workflow_id:?}, {key:?})")
             }
-            WriteOp::SetWorkflowValue { workflow_id, kind: ValueKind::Deterministic, key, .. } => {
+            WriteOp::SetWorkflowValue {
+                workflow_id,
+                kind: ValueKind::Deterministic,
+                key,
+                ..
+            } => {
                 format!("set_workflow_deterministic_value({workflow_id:?}, {key:?})")
             }
             WriteOp::StoreAppInfo(info) => format!("store_app_info({:?})", info.app_id),
             WriteOp::StoreWorkflowRun(wf) => format!("store_workflow_run({:?})", wf.workflow_id),
-            WriteOp::StoreSubInvocation { parent_workflow_id, sub_invocation_id } => {
-                format!("store_workflow_sub_invocation({parent_workflow_id:?}, {sub_invocation_id:?})")
+            WriteOp::StoreSubInvocation {
+                parent_workflow_id,
+                sub_invocation_id,
+            } => {
+                format!(
+                    "store_workflow_sub_invocation({parent_workflow_id:?}, {sub_invocation_id:?})"
+                )
             }
         }
     }
@@ -88,21 +118,35 @@ impl WriteOp {
         match self {
             WriteOp::UpsertInvocation(inv) => inv.validate(),
             WriteOp::AddHistory(h) => h.validate(),
-            WriteOp::SetResult { invocation_id, value } => {
+            WriteOp::SetResult {
+                invocation_id,
+                value,
+            } => {
                 super::non_empty("invocation_id", invocation_id)?;
                 super::check_json("result", value)
             }
-            WriteOp::SetException { invocation_id, exception } => {
+            WriteOp::SetException {
+                invocation_id,
+                exception,
+            } => {
                 super::non_empty("invocation_id", invocation_id)?;
                 exception.validate()
             }
-            WriteOp::SetWorkflowValue { workflow_id, key, value, .. } => {
+            WriteOp::SetWorkflowValue {
+                workflow_id,
+                key,
+                value,
+                ..
+            } => {
                 super::non_empty("workflow_id", workflow_id)?;
                 super::check_json(&format!("workflow value {key:?}"), value)
             }
             WriteOp::StoreAppInfo(info) => info.validate(),
             WriteOp::StoreWorkflowRun(wf) => wf.validate(),
-            WriteOp::StoreSubInvocation { parent_workflow_id, sub_invocation_id } => {
+            WriteOp::StoreSubInvocation {
+                parent_workflow_id,
+                sub_invocation_id,
+            } => {
                 super::non_empty("parent_workflow_id", parent_workflow_id)?;
                 super::non_empty("sub_invocation_id", sub_invocation_id)
             }
@@ -155,13 +199,15 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     async fn get_workflow_types(&self) -> Result<Vec<String>>;
 
     /// Stored workflow runs (of `workflow_type`, if given), in the order first stored.
-    async fn get_workflow_runs(&self, workflow_type: Option<&str>) -> Result<Vec<WorkflowIdentity>>;
+    async fn get_workflow_runs(&self, workflow_type: Option<&str>)
+    -> Result<Vec<WorkflowIdentity>>;
 
     /// Sub-invocation ids of a workflow, in the order first stored.
     async fn get_workflow_sub_invocations(&self, workflow_id: &str) -> Result<Vec<String>>;
 
     /// Invocations of `task_id`, newest first (`created_at`, then insertion order), at most `limit`.
-    async fn get_invocations_by_task(&self, task_id: &str, limit: usize) -> Result<Vec<Invocation>>;
+    async fn get_invocations_by_task(&self, task_id: &str, limit: usize)
+    -> Result<Vec<Invocation>>;
 
     /// Deletes invocations with their history, result and exception; returns how many existed.
     async fn delete_invocations(&self, invocation_ids: &[String]) -> Result<u64>;

@@ -48,6 +48,9 @@ impl Default for WriteBehindConfig {
     }
 }
 
+/// Most settled statuses remembered (see `State::settled`).
+const SETTLED_CAPACITY: usize = 100_000;
+
 /// What a queued write touches in the overlay.
 #[derive(Debug, Clone)]
 enum Key {
@@ -88,6 +91,9 @@ struct State {
     /// Sequence number of the newest queued write (0: none yet).
     last_seq: u64,
     overlay: Overlay,
+    /// Statuses of invocations whose writes became durable here, so a later upsert of a stale
+    /// copy is refused at call time (bounded: cleared when full).
+    settled: HashMap<String, InvocationStatus>,
     /// Background failures not yet reported.
     failures: Vec<String>,
     closing: bool,
@@ -139,7 +145,10 @@ impl WriteBehind {
             config,
         });
         tokio::spawn(run_writer(inner.clone()));
-        WriteBehind { inner, app_id: Mutex::new(None) }
+        WriteBehind {
+            inner,
+            app_id: Mutex::new(None),
+        }
     }
 
     /// The wrapped store.
@@ -173,7 +182,10 @@ impl WriteBehind {
             match self.enqueue(op, known)? {
                 Attempt::Queued => return Ok(()),
                 Attempt::NeedsStatus(back) => {
-                    let id = back.invocation_id().expect("status reads are for invocations").to_string();
+                    let id = back
+                        .invocation_id()
+                        .expect("status reads are for invocations")
+                        .to_string();
                     let stored = self.inner.store.get_invocation(&id).await?;
                     known = Some(Some(stored.status));
                     op = back;
@@ -204,17 +216,27 @@ impl WriteBehind {
             return Ok(Attempt::Full(op));
         }
         let seq = st.last_seq + 1;
+        let st = &mut *st;
         let overlay = &mut st.overlay;
         match &op {
             WriteOp::UpsertInvocation(inv) => {
-                let current = overlay.invocations.get(&inv.invocation_id).and_then(|p| p.status);
-                if let Some(current) = current.or(known.flatten()) {
-                    if current != inv.status {
-                        current.check_transition(inv.status, &inv.invocation_id)?;
-                    }
+                let current = overlay
+                    .invocations
+                    .get(&inv.invocation_id)
+                    .and_then(|p| p.status);
+                let current = current
+                    .or(known.flatten())
+                    .or_else(|| st.settled.get(&inv.invocation_id).copied());
+                if let Some(current) = current
+                    && current != inv.status
+                {
+                    current.check_transition(inv.status, &inv.invocation_id)?;
                 }
                 // Status not known here: the batch validates it against the stored row.
-                let p = overlay.invocations.entry(inv.invocation_id.clone()).or_default();
+                let p = overlay
+                    .invocations
+                    .entry(inv.invocation_id.clone())
+                    .or_default();
                 p.last_seq = seq;
                 p.record = Some(inv.clone());
                 p.status = Some(inv.status);
@@ -230,7 +252,10 @@ impl WriteBehind {
                 if let (Some(current), Some(next)) = (current, h.status) {
                     current.check_transition(next, &h.invocation_id)?;
                 }
-                let p = overlay.invocations.entry(h.invocation_id.clone()).or_default();
+                let p = overlay
+                    .invocations
+                    .entry(h.invocation_id.clone())
+                    .or_default();
                 p.last_seq = seq;
                 p.status = h.status.or(current);
                 if let (Some(record), Some(next)) = (p.record.as_mut(), h.status) {
@@ -238,12 +263,18 @@ impl WriteBehind {
                 }
                 p.history.push((seq, h.clone()));
             }
-            WriteOp::SetResult { invocation_id, value } => {
+            WriteOp::SetResult {
+                invocation_id,
+                value,
+            } => {
                 let p = match overlay.invocations.get_mut(invocation_id) {
                     Some(p) => p,
                     None => match known {
                         Some(status) => {
-                            let p = overlay.invocations.entry(invocation_id.clone()).or_default();
+                            let p = overlay
+                                .invocations
+                                .entry(invocation_id.clone())
+                                .or_default();
                             p.status = status;
                             p
                         }
@@ -253,12 +284,18 @@ impl WriteBehind {
                 p.last_seq = seq;
                 p.result = Some(value.clone());
             }
-            WriteOp::SetException { invocation_id, exception } => {
+            WriteOp::SetException {
+                invocation_id,
+                exception,
+            } => {
                 let p = match overlay.invocations.get_mut(invocation_id) {
                     Some(p) => p,
                     None => match known {
                         Some(status) => {
-                            let p = overlay.invocations.entry(invocation_id.clone()).or_default();
+                            let p = overlay
+                                .invocations
+                                .entry(invocation_id.clone())
+                                .or_default();
                             p.status = status;
                             p
                         }
@@ -268,16 +305,32 @@ impl WriteBehind {
                 p.last_seq = seq;
                 p.exception = Some(exception.clone());
             }
-            WriteOp::SetWorkflowValue { workflow_id, kind, key, value } => {
-                overlay.values.insert((workflow_id.clone(), *kind, key.clone()), (seq, value.clone()));
+            WriteOp::SetWorkflowValue {
+                workflow_id,
+                kind,
+                key,
+                value,
+            } => {
+                overlay.values.insert(
+                    (workflow_id.clone(), *kind, key.clone()),
+                    (seq, value.clone()),
+                );
             }
             WriteOp::StoreAppInfo(info) => {
-                overlay.app_infos.insert(info.app_id.clone(), (seq, info.clone()));
+                overlay
+                    .app_infos
+                    .insert(info.app_id.clone(), (seq, info.clone()));
             }
             WriteOp::StoreWorkflowRun(wf) => {
-                overlay.runs.entry(wf.workflow_id.clone()).or_insert((seq, wf.clone()));
+                overlay
+                    .runs
+                    .entry(wf.workflow_id.clone())
+                    .or_insert((seq, wf.clone()));
             }
-            WriteOp::StoreSubInvocation { parent_workflow_id, sub_invocation_id } => {
+            WriteOp::StoreSubInvocation {
+                parent_workflow_id,
+                sub_invocation_id,
+            } => {
                 let subs = overlay.subs.entry(parent_workflow_id.clone()).or_default();
                 if !subs.iter().any(|(_, s)| s == sub_invocation_id) {
                     subs.push((seq, sub_invocation_id.clone()));
@@ -286,7 +339,6 @@ impl WriteBehind {
         }
         st.last_seq = seq;
         st.queue.push_back((seq, op));
-        drop(st);
         self.inner.wake.notify_one();
         Ok(Attempt::Queued)
     }
@@ -310,12 +362,24 @@ impl WriteBehind {
 
     /// Queues the result (JSON text) of an invocation.
     pub async fn set_result(&self, invocation_id: &str, value: String) -> Result<()> {
-        self.write(WriteOp::SetResult { invocation_id: invocation_id.into(), value }).await
+        self.write(WriteOp::SetResult {
+            invocation_id: invocation_id.into(),
+            value,
+        })
+        .await
     }
 
     /// Queues the exception of an invocation.
-    pub async fn set_exception(&self, invocation_id: &str, exception: ExceptionRecord) -> Result<()> {
-        self.write(WriteOp::SetException { invocation_id: invocation_id.into(), exception }).await
+    pub async fn set_exception(
+        &self,
+        invocation_id: &str,
+        exception: ExceptionRecord,
+    ) -> Result<()> {
+        self.write(WriteOp::SetException {
+            invocation_id: invocation_id.into(),
+            exception,
+        })
+        .await
     }
 
     /// Queues a workflow value (JSON text).
@@ -375,7 +439,12 @@ impl WriteBehind {
         };
         self.wait_durable(target).await?;
         self.check()?;
-        self.inner.store.delete_invocations(invocation_ids).await
+        let deleted = self.inner.store.delete_invocations(invocation_ids).await?;
+        let mut st = self.inner.lock();
+        for id in invocation_ids {
+            st.settled.remove(id);
+        }
+        Ok(deleted)
     }
 
     // ----- reads --------------------------------------------------------------------------
@@ -386,7 +455,10 @@ impl WriteBehind {
             let mut st = self.inner.lock();
             check_state(&mut st)?;
             match st.overlay.invocations.get(invocation_id) {
-                Some(PendingInvocation { record: Some(record), .. }) => return Ok(record.clone()),
+                Some(PendingInvocation {
+                    record: Some(record),
+                    ..
+                }) => return Ok(record.clone()),
                 Some(p) => p.status,
                 None => None,
             }
@@ -415,7 +487,11 @@ impl WriteBehind {
         };
         if let Some(pending) = pending {
             let stored: HashSet<i64> = history.iter().map(|h| h.entry_key).collect();
-            history.extend(pending.into_iter().filter(|h| !stored.contains(&h.entry_key)));
+            history.extend(
+                pending
+                    .into_iter()
+                    .filter(|h| !stored.contains(&h.entry_key)),
+            );
             history.sort_by_key(|h| h.timestamp);
         }
         Ok(history)
@@ -427,7 +503,10 @@ impl WriteBehind {
             let mut st = self.inner.lock();
             check_state(&mut st)?;
             match st.overlay.invocations.get(invocation_id) {
-                Some(PendingInvocation { result: Some(value), .. }) => return Ok(Some(value.clone())),
+                Some(PendingInvocation {
+                    result: Some(value),
+                    ..
+                }) => return Ok(Some(value.clone())),
                 Some(_) => true,
                 None => false,
             }
@@ -444,7 +523,10 @@ impl WriteBehind {
             let mut st = self.inner.lock();
             check_state(&mut st)?;
             match st.overlay.invocations.get(invocation_id) {
-                Some(PendingInvocation { exception: Some(exc), .. }) => return Ok(Some(exc.clone())),
+                Some(PendingInvocation {
+                    exception: Some(exc),
+                    ..
+                }) => return Ok(Some(exc.clone())),
                 Some(_) => true,
                 None => false,
             }
@@ -470,16 +552,26 @@ impl WriteBehind {
                 return Ok(Some(value.clone()));
             }
         }
-        self.inner.store.get_workflow_value(workflow_id, kind, key).await
+        self.inner
+            .store
+            .get_workflow_value(workflow_id, kind, key)
+            .await
     }
 
     /// The information of this layer's app: the last one stored through it, else `app_id`
     /// given to [`WriteBehind::set_app_id`]; `NotFound` when there is none.
     pub async fn get_app_info(&self) -> Result<AppInfo> {
         self.check()?;
-        let app_id = self.app_id.lock().expect("app id poisoned").clone().ok_or_else(|| {
-            Error::NotFound("no app info: this state backend has not stored one (store_app_info)".into())
-        })?;
+        let app_id = self
+            .app_id
+            .lock()
+            .expect("app id poisoned")
+            .clone()
+            .ok_or_else(|| {
+                Error::NotFound(
+                    "no app info: this state backend has not stored one (store_app_info)".into(),
+                )
+            })?;
         self.get_app_info_of(&app_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no app info stored for app {app_id:?}")))
@@ -506,8 +598,10 @@ impl WriteBehind {
     pub async fn get_all_app_infos(&self) -> Result<BTreeMap<String, AppInfo>> {
         self.check()?;
         let stored = self.inner.store.get_all_app_infos().await?;
-        let mut all: BTreeMap<String, AppInfo> =
-            stored.into_iter().map(|info| (info.app_id.clone(), info)).collect();
+        let mut all: BTreeMap<String, AppInfo> = stored
+            .into_iter()
+            .map(|info| (info.app_id.clone(), info))
+            .collect();
         let st = self.inner.lock();
         for (app_id, (_, info)) in &st.overlay.app_infos {
             all.insert(app_id.clone(), info.clone());
@@ -519,14 +613,24 @@ impl WriteBehind {
     pub async fn get_workflow_types(&self) -> Result<Vec<String>> {
         self.check()?;
         let mut types = self.inner.store.get_workflow_types().await?;
-        types.extend(self.inner.lock().overlay.runs.values().map(|(_, wf)| wf.workflow_type.clone()));
+        types.extend(
+            self.inner
+                .lock()
+                .overlay
+                .runs
+                .values()
+                .map(|(_, wf)| wf.workflow_type.clone()),
+        );
         types.sort();
         types.dedup();
         Ok(types)
     }
 
     /// Workflow runs (of `workflow_type`, if given), in the order first stored.
-    pub async fn get_workflow_runs(&self, workflow_type: Option<&str>) -> Result<Vec<WorkflowIdentity>> {
+    pub async fn get_workflow_runs(
+        &self,
+        workflow_type: Option<&str>,
+    ) -> Result<Vec<WorkflowIdentity>> {
         self.check()?;
         let mut runs = self.inner.store.get_workflow_runs(workflow_type).await?;
         let seen: HashSet<String> = runs.iter().map(|wf| wf.workflow_id.clone()).collect();
@@ -537,7 +641,8 @@ impl WriteBehind {
             .runs
             .values()
             .filter(|(_, wf)| {
-                !seen.contains(&wf.workflow_id) && workflow_type.is_none_or(|ty| wf.workflow_type == ty)
+                !seen.contains(&wf.workflow_id)
+                    && workflow_type.is_none_or(|ty| wf.workflow_type == ty)
             })
             .cloned()
             .collect();
@@ -549,8 +654,19 @@ impl WriteBehind {
     /// Sub-invocation ids of a workflow, in the order first stored.
     pub async fn get_workflow_sub_invocations(&self, workflow_id: &str) -> Result<Vec<String>> {
         self.check()?;
-        let mut subs = self.inner.store.get_workflow_sub_invocations(workflow_id).await?;
-        let pending = self.inner.lock().overlay.subs.get(workflow_id).cloned().unwrap_or_default();
+        let mut subs = self
+            .inner
+            .store
+            .get_workflow_sub_invocations(workflow_id)
+            .await?;
+        let pending = self
+            .inner
+            .lock()
+            .overlay
+            .subs
+            .get(workflow_id)
+            .cloned()
+            .unwrap_or_default();
         for (_, sub) in pending {
             if !subs.contains(&sub) {
                 subs.push(sub);
@@ -560,7 +676,11 @@ impl WriteBehind {
     }
 
     /// Invocations of `task_id`, newest first, at most `limit`, including pending writes.
-    pub async fn get_invocations_by_task(&self, task_id: &str, limit: usize) -> Result<Vec<Invocation>> {
+    pub async fn get_invocations_by_task(
+        &self,
+        task_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Invocation>> {
         // Pending records of the task (newest write first) and status patches of other ids.
         let (mut pending, patches) = {
             let mut st = self.inner.lock();
@@ -569,7 +689,9 @@ impl WriteBehind {
             let mut patches: HashMap<String, Option<InvocationStatus>> = HashMap::new();
             for (id, p) in &st.overlay.invocations {
                 match &p.record {
-                    Some(record) if record.task_id == task_id => pending.push((p.last_seq, record.clone())),
+                    Some(record) if record.task_id == task_id => {
+                        pending.push((p.last_seq, record.clone()))
+                    }
                     Some(_) => {
                         patches.insert(id.clone(), None);
                     }
@@ -580,9 +702,16 @@ impl WriteBehind {
             }
             (pending, patches)
         };
-        pending.sort_by(|a, b| b.0.cmp(&a.0));
-        let stored = self.inner.store.get_invocations_by_task(task_id, limit.saturating_add(pending.len())).await?;
-        let pending_ids: HashSet<&str> = pending.iter().map(|(_, inv)| inv.invocation_id.as_str()).collect();
+        pending.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        let stored = self
+            .inner
+            .store
+            .get_invocations_by_task(task_id, limit.saturating_add(pending.len()))
+            .await?;
+        let pending_ids: HashSet<&str> = pending
+            .iter()
+            .map(|(_, inv)| inv.invocation_id.as_str())
+            .collect();
         let mut merged: Vec<Invocation> = pending.iter().map(|(_, inv)| inv.clone()).collect();
         for mut inv in stored {
             if pending_ids.contains(inv.invocation_id.as_str()) {
@@ -596,7 +725,7 @@ impl WriteBehind {
             merged.push(inv);
         }
         // Stable: among equal created_at, pending (newer) writes stay first.
-        merged.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        merged.sort_by_key(|inv| std::cmp::Reverse(inv.created_at));
         merged.truncate(limit);
         Ok(merged)
     }
@@ -619,7 +748,10 @@ impl WriteBehind {
         let target = {
             let mut st = self.inner.lock();
             check_state(&mut st)?;
-            st.overlay.invocations.get(invocation_id).map_or(0, |p| p.last_seq)
+            st.overlay
+                .invocations
+                .get(invocation_id)
+                .map_or(0, |p| p.last_seq)
         };
         self.wait_durable(target).await?;
         self.check()
@@ -691,20 +823,36 @@ fn check_state(st: &mut State) -> Result<()> {
 fn report(failures: Vec<String>) -> Result<()> {
     match failures.len() {
         0 => Ok(()),
-        1 => Err(Error::Store(format!("a background write failed: {}", failures[0]))),
-        n => Err(Error::Store(format!("{n} background writes failed: {}", failures.join("; ")))),
+        1 => Err(Error::Store(format!(
+            "a background write failed: {}",
+            failures[0]
+        ))),
+        n => Err(Error::Store(format!(
+            "{n} background writes failed: {}",
+            failures.join("; ")
+        ))),
     }
 }
 
 fn key_of(op: &WriteOp) -> (&'static str, Key) {
     match op {
-        WriteOp::UpsertInvocation(inv) => ("upsert_invocation", Key::Invocation(inv.invocation_id.clone())),
+        WriteOp::UpsertInvocation(inv) => (
+            "upsert_invocation",
+            Key::Invocation(inv.invocation_id.clone()),
+        ),
         WriteOp::AddHistory(h) => ("add_history", Key::Invocation(h.invocation_id.clone())),
-        WriteOp::SetResult { invocation_id, .. } => ("set_result", Key::Invocation(invocation_id.clone())),
+        WriteOp::SetResult { invocation_id, .. } => {
+            ("set_result", Key::Invocation(invocation_id.clone()))
+        }
         WriteOp::SetException { invocation_id, .. } => {
             ("set_exception", Key::Invocation(invocation_id.clone()))
         }
-        WriteOp::SetWorkflowValue { workflow_id, kind, key, .. } => (
+        WriteOp::SetWorkflowValue {
+            workflow_id,
+            kind,
+            key,
+            ..
+        } => (
             match kind {
                 ValueKind::Data => "set_workflow_data",
                 ValueKind::Deterministic => "set_workflow_deterministic_value",
@@ -713,7 +861,10 @@ fn key_of(op: &WriteOp) -> (&'static str, Key) {
         ),
         WriteOp::StoreAppInfo(info) => ("store_app_info", Key::App(info.app_id.clone())),
         WriteOp::StoreWorkflowRun(wf) => ("store_workflow_run", Key::Run(wf.workflow_id.clone())),
-        WriteOp::StoreSubInvocation { parent_workflow_id, sub_invocation_id } => (
+        WriteOp::StoreSubInvocation {
+            parent_workflow_id,
+            sub_invocation_id,
+        } => (
             "store_workflow_sub_invocation",
             Key::Sub(parent_workflow_id.clone(), sub_invocation_id.clone()),
         ),
@@ -771,28 +922,37 @@ fn record_outcome(
     keys: &[(u64, &'static str, Key)],
     last: u64,
 ) {
-        let mut st = inner.lock();
-        match outcome {
-            Ok(rejected) => {
-                for r in rejected {
-                    let (_, kind, key) = &keys[r.index];
-                    st.failures.push(format!("{} was not stored: {}", describe(kind, key), r.error));
-                }
-            }
-            Err(err) => {
-                let mut named: Vec<String> = keys.iter().take(3).map(|(_, k, key)| describe(k, key)).collect();
-                if keys.len() > 3 {
-                    named.push(format!("and {} more", keys.len() - 3));
-                }
+    let mut st = inner.lock();
+    match outcome {
+        Ok(rejected) => {
+            for r in rejected {
+                let (_, kind, key) = &keys[r.index];
                 st.failures.push(format!(
-                    "{} queued write(s) were not stored ({}): {err}",
-                    keys.len(),
-                    named.join(", ")
+                    "{} was not stored: {}",
+                    describe(kind, key),
+                    r.error
                 ));
-                tracing::error!(error = %err, writes = keys.len(), "state write-behind batch failed");
             }
         }
-        prune(&mut st.overlay, keys, last);
+        Err(err) => {
+            let mut named: Vec<String> = keys
+                .iter()
+                .take(3)
+                .map(|(_, k, key)| describe(k, key))
+                .collect();
+            if keys.len() > 3 {
+                named.push(format!("and {} more", keys.len() - 3));
+            }
+            st.failures.push(format!(
+                "{} queued write(s) were not stored ({}): {err}",
+                keys.len(),
+                named.join(", ")
+            ));
+            tracing::error!(error = %err, writes = keys.len(), "state write-behind batch failed");
+        }
+    }
+    let st = &mut *st;
+    prune(&mut st.overlay, &mut st.settled, keys, last);
 }
 
 async fn apply_with_retry(inner: &Inner, ops: Vec<WriteOp>) -> Result<Vec<super::Rejected>> {
@@ -812,12 +972,23 @@ async fn apply_with_retry(inner: &Inner, ops: Vec<WriteOp>) -> Result<Vec<super:
 }
 
 /// Drops from the overlay what the batch ending at `last` made durable (or failed).
-fn prune(overlay: &mut Overlay, keys: &[(u64, &'static str, Key)], last: u64) {
+fn prune(
+    overlay: &mut Overlay,
+    settled: &mut HashMap<String, InvocationStatus>,
+    keys: &[(u64, &'static str, Key)],
+    last: u64,
+) {
     for (_, _, key) in keys {
         match key {
             Key::Invocation(id) => {
                 if let Some(p) = overlay.invocations.get_mut(id) {
                     if p.last_seq <= last {
+                        if let Some(status) = p.status {
+                            if settled.len() >= SETTLED_CAPACITY {
+                                settled.clear();
+                            }
+                            settled.insert(id.clone(), status);
+                        }
                         overlay.invocations.remove(id);
                     } else {
                         p.history.retain(|(seq, _)| *seq > last);
@@ -826,12 +997,20 @@ fn prune(overlay: &mut Overlay, keys: &[(u64, &'static str, Key)], last: u64) {
             }
             Key::Value(wf, kind, k) => {
                 let slot = (wf.clone(), *kind, k.clone());
-                if overlay.values.get(&slot).is_some_and(|(seq, _)| *seq <= last) {
+                if overlay
+                    .values
+                    .get(&slot)
+                    .is_some_and(|(seq, _)| *seq <= last)
+                {
                     overlay.values.remove(&slot);
                 }
             }
             Key::App(app) => {
-                if overlay.app_infos.get(app).is_some_and(|(seq, _)| *seq <= last) {
+                if overlay
+                    .app_infos
+                    .get(app)
+                    .is_some_and(|(seq, _)| *seq <= last)
+                {
                     overlay.app_infos.remove(app);
                 }
             }
