@@ -65,6 +65,7 @@ state_conformance!(
     write_behind_history_is_never_shown_twice_while_batches_commit,
     write_behind_merges_pending_runs_into_task_queries,
     write_behind_closed_backend_fails_clearly,
+    write_behind_set_reads_never_miss_a_write_being_committed,
 );
 
 struct Fixture {
@@ -1316,4 +1317,23 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(std::time::Duration::from_secs(5), fut)
         .await
         .expect("answered without hanging")
+}
+
+async fn write_behind_set_reads_never_miss_a_write_being_committed(engine: Engine) {
+    let Some(f) = Fixture::new(engine).await else { return };
+    let wb = f.write_behind();
+    for n in 0..150 {
+        let wf = WorkflowIdentity::new(format!("w{n}"), format!("type{n}"));
+        wb.store_workflow_run(wf.clone()).await.unwrap();
+        wb.store_workflow_sub_invocation("parent", &format!("i{n}")).await.unwrap();
+        wb.store_app_info(AppInfo::new(format!("app{n}"))).await.unwrap();
+        // Whether the batch is queued, committing or committed, each read sees the write.
+        assert!(wb.get_workflow_runs(None).await.unwrap().contains(&wf), "run {n} missed");
+        assert!(wb.get_workflow_types().await.unwrap().contains(&wf.workflow_type), "type {n} missed");
+        assert_eq!(wb.get_workflow_sub_invocations("parent").await.unwrap().len(), n + 1);
+        assert_eq!(wb.get_all_app_infos().await.unwrap().len(), n + 1);
+        if n % 7 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
 }

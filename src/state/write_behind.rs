@@ -596,31 +596,31 @@ impl WriteBehind {
 
     /// Every registered app, by app id.
     pub async fn get_all_app_infos(&self) -> Result<BTreeMap<String, AppInfo>> {
-        self.check()?;
+        // Set-like reads take the overlay before the store: a write pruned in between is in
+        // the store by then, so nothing is missed, and duplicates are merged by key.
+        let pending: Vec<AppInfo> = {
+            let mut st = self.inner.lock();
+            check_state(&mut st)?;
+            st.overlay.app_infos.values().map(|(_, info)| info.clone()).collect()
+        };
         let stored = self.inner.store.get_all_app_infos().await?;
-        let mut all: BTreeMap<String, AppInfo> = stored
-            .into_iter()
-            .map(|info| (info.app_id.clone(), info))
-            .collect();
-        let st = self.inner.lock();
-        for (app_id, (_, info)) in &st.overlay.app_infos {
-            all.insert(app_id.clone(), info.clone());
+        let mut all: BTreeMap<String, AppInfo> =
+            stored.into_iter().map(|info| (info.app_id.clone(), info)).collect();
+        for info in pending {
+            all.insert(info.app_id.clone(), info);
         }
         Ok(all)
     }
 
     /// Distinct workflow types, sorted.
     pub async fn get_workflow_types(&self) -> Result<Vec<String>> {
-        self.check()?;
+        let pending: Vec<String> = {
+            let mut st = self.inner.lock();
+            check_state(&mut st)?;
+            st.overlay.runs.values().map(|(_, wf)| wf.workflow_type.clone()).collect()
+        };
         let mut types = self.inner.store.get_workflow_types().await?;
-        types.extend(
-            self.inner
-                .lock()
-                .overlay
-                .runs
-                .values()
-                .map(|(_, wf)| wf.workflow_type.clone()),
-        );
+        types.extend(pending);
         types.sort();
         types.dedup();
         Ok(types)
@@ -631,42 +631,36 @@ impl WriteBehind {
         &self,
         workflow_type: Option<&str>,
     ) -> Result<Vec<WorkflowIdentity>> {
-        self.check()?;
+        let mut pending: Vec<(u64, WorkflowIdentity)> = {
+            let mut st = self.inner.lock();
+            check_state(&mut st)?;
+            st.overlay
+                .runs
+                .values()
+                .filter(|(_, wf)| workflow_type.is_none_or(|ty| wf.workflow_type == ty))
+                .cloned()
+                .collect()
+        };
+        pending.sort_by_key(|(seq, _)| *seq);
         let mut runs = self.inner.store.get_workflow_runs(workflow_type).await?;
         let seen: HashSet<String> = runs.iter().map(|wf| wf.workflow_id.clone()).collect();
-        let mut pending: Vec<(u64, WorkflowIdentity)> = self
-            .inner
-            .lock()
-            .overlay
-            .runs
-            .values()
-            .filter(|(_, wf)| {
-                !seen.contains(&wf.workflow_id)
-                    && workflow_type.is_none_or(|ty| wf.workflow_type == ty)
-            })
-            .cloned()
-            .collect();
-        pending.sort_by_key(|(seq, _)| *seq);
-        runs.extend(pending.into_iter().map(|(_, wf)| wf));
+        runs.extend(
+            pending
+                .into_iter()
+                .map(|(_, wf)| wf)
+                .filter(|wf| !seen.contains(&wf.workflow_id)),
+        );
         Ok(runs)
     }
 
     /// Sub-invocation ids of a workflow, in the order first stored.
     pub async fn get_workflow_sub_invocations(&self, workflow_id: &str) -> Result<Vec<String>> {
-        self.check()?;
-        let mut subs = self
-            .inner
-            .store
-            .get_workflow_sub_invocations(workflow_id)
-            .await?;
-        let pending = self
-            .inner
-            .lock()
-            .overlay
-            .subs
-            .get(workflow_id)
-            .cloned()
-            .unwrap_or_default();
+        let pending = {
+            let mut st = self.inner.lock();
+            check_state(&mut st)?;
+            st.overlay.subs.get(workflow_id).cloned().unwrap_or_default()
+        };
+        let mut subs = self.inner.store.get_workflow_sub_invocations(workflow_id).await?;
         for (_, sub) in pending {
             if !subs.contains(&sub) {
                 subs.push(sub);
