@@ -213,9 +213,7 @@ def _resolve_class(module: str, qualname: str) -> type[BaseException] | None:
     return None
 
 
-def _rebuild(
-    module: str, qualname: str, args_json: str | None, message: str, tb: str
-) -> BaseException:
+def _rebuild(module: str, qualname: str, args_json: str | None, message: str, tb: str) -> BaseException:
     args = tuple(json.loads(args_json)) if args_json is not None else None
     cls = _resolve_class(module, qualname)
     if cls is not None and args is not None:
@@ -248,9 +246,7 @@ class StateBackend(_core.StateBackend):
     """
 
     @classmethod
-    def connect(
-        cls, url: str, *, app_id: str | None = None, max_batch: int = 10_000
-    ) -> StateBackend:
+    def connect(cls, url: str, *, app_id: str | None = None, max_batch: int = 10_000) -> StateBackend:
         """Opens ``memory://``, ``sqlite:///path.db`` or ``postgres://…`` (migrating SQL stores)."""
         return cls(url, app_id=app_id, max_batch=max_batch)
 
@@ -258,9 +254,7 @@ class StateBackend(_core.StateBackend):
         """Queues the exception an invocation raised: its class (module + qualname), args,
         message and formatted traceback."""
         if not isinstance(exception, BaseException):
-            raise ConfigError(
-                f"set_exception needs an exception instance, got {type(exception).__name__}"
-            )
+            raise ConfigError(f"set_exception needs an exception instance, got {type(exception).__name__}")
         cls = type(exception)
         tb = "".join(traceback.format_exception(cls, exception, exception.__traceback__))
         self._set_exception_record(

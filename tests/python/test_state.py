@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import fresh_pg_url, fresh_sqlite_url
 from headrace.errors import (
     ConfigError,
     HeadraceError,
@@ -29,8 +30,6 @@ from headrace.state import (
     StoredException,
     WorkflowIdentity,
 )
-
-from conftest import fresh_pg_url, fresh_sqlite_url
 
 S = InvocationStatus
 
@@ -515,7 +514,8 @@ def _break_history_table(url: str) -> None:
 
 
 def _repair_history_table(url: str) -> None:
-    _execute(url, "DROP TRIGGER broken" + ("" if url.startswith("sqlite") else " ON headrace_invocation_history"))
+    on_table = "" if url.startswith("sqlite") else " ON headrace_invocation_history"
+    _execute(url, f"DROP TRIGGER broken{on_table}")
 
 
 def test_a_failed_background_write_is_raised_by_the_next_wait(durable_url: str) -> None:
