@@ -246,7 +246,7 @@ class StateBackend(_core.StateBackend):
     """
 
     @classmethod
-    def connect(cls, url: str, *, app_id: str | None = None, max_batch: int = 10_000) -> StateBackend:
+    def connect(cls, url: str, *, app_id: str | None = None, max_batch: int = 100_000) -> StateBackend:
         """Opens ``memory://``, ``sqlite:///path.db`` or ``postgres://…`` (migrating SQL stores)."""
         return cls(url, app_id=app_id, max_batch=max_batch)
 

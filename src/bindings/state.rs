@@ -330,7 +330,7 @@ impl PyStateBackend {
 #[pymethods]
 impl PyStateBackend {
     #[new]
-    #[pyo3(signature = (url, *, app_id=None, max_batch=10_000))]
+    #[pyo3(signature = (url, *, app_id=None, max_batch=100_000))]
     fn new(py: Python<'_>, url: &str, app_id: Option<String>, max_batch: usize) -> PyResult<Self> {
         if max_batch == 0 {
             return Err(config_error("max_batch must be >= 1"));

@@ -13,6 +13,9 @@ use chrono::{FixedOffset, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::HashMap;
 
+/// Page cache of a state store connection, in KiB (negative: SQLite's unit for KiB).
+const SQLITE_CACHE_KIB: i64 = -65_536;
+
 /// Busy timeout for concurrent writers on the same file.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -33,6 +36,10 @@ impl SqliteStateStore {
     /// Opens the database file at `path`, applying migrations when `migrate` is set.
     pub async fn open(path: &str, migrate: bool) -> Result<Self> {
         let db = SqliteDb::open(path, BUSY_TIMEOUT)?;
+        // Invocation ids are random, so the id indexes are written all over: keep them cached
+        // (SQLite's default page cache is 2 MiB).
+        db.call(|conn| Ok(conn.pragma_update(None, "cache_size", SQLITE_CACHE_KIB)?))
+            .await?;
         if migrate {
             migrate::migrate_sqlite(&db).await?;
         }

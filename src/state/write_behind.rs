@@ -40,8 +40,8 @@ pub struct WriteBehindConfig {
 impl Default for WriteBehindConfig {
     fn default() -> Self {
         WriteBehindConfig {
-            max_batch: 10_000,
-            max_pending: 500_000,
+            max_batch: 100_000,
+            max_pending: 1_000_000,
             unavailable_attempts: 5,
             unavailable_backoff: Duration::from_millis(100),
         }
