@@ -1320,17 +1320,38 @@ async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
 }
 
 async fn write_behind_set_reads_never_miss_a_write_being_committed(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let wb = f.write_behind();
     for n in 0..150 {
         let wf = WorkflowIdentity::new(format!("w{n}"), format!("type{n}"));
         wb.store_workflow_run(wf.clone()).await.unwrap();
-        wb.store_workflow_sub_invocation("parent", &format!("i{n}")).await.unwrap();
-        wb.store_app_info(AppInfo::new(format!("app{n}"))).await.unwrap();
+        wb.store_workflow_sub_invocation("parent", &format!("i{n}"))
+            .await
+            .unwrap();
+        wb.store_app_info(AppInfo::new(format!("app{n}")))
+            .await
+            .unwrap();
         // Whether the batch is queued, committing or committed, each read sees the write.
-        assert!(wb.get_workflow_runs(None).await.unwrap().contains(&wf), "run {n} missed");
-        assert!(wb.get_workflow_types().await.unwrap().contains(&wf.workflow_type), "type {n} missed");
-        assert_eq!(wb.get_workflow_sub_invocations("parent").await.unwrap().len(), n + 1);
+        assert!(
+            wb.get_workflow_runs(None).await.unwrap().contains(&wf),
+            "run {n} missed"
+        );
+        assert!(
+            wb.get_workflow_types()
+                .await
+                .unwrap()
+                .contains(&wf.workflow_type),
+            "type {n} missed"
+        );
+        assert_eq!(
+            wb.get_workflow_sub_invocations("parent")
+                .await
+                .unwrap()
+                .len(),
+            n + 1
+        );
         assert_eq!(wb.get_all_app_infos().await.unwrap().len(), n + 1);
         if n % 7 == 0 {
             tokio::task::yield_now().await;

@@ -30,7 +30,12 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn status_transitions() -> Vec<(&'static str, Vec<&'static str>)> {
     InvocationStatus::ALL
         .iter()
-        .map(|s| (s.as_str(), s.allowed_next().iter().map(|n| n.as_str()).collect()))
+        .map(|s| {
+            (
+                s.as_str(),
+                s.allowed_next().iter().map(|n| n.as_str()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -39,13 +44,19 @@ static STATE_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 /// A class of `headrace.state` by name.
 fn state_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     STATE_MODULE
-        .get_or_try_init(py, || PyModule::import(py, "headrace.state").map(Bound::unbind))?
+        .get_or_try_init(py, || {
+            PyModule::import(py, "headrace.state").map(Bound::unbind)
+        })?
         .bind(py)
         .getattr(name)
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// An invocation id from an `Invocation` (anything with `invocation_id`) or a str.
@@ -55,7 +66,10 @@ fn invocation_id(value: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     match value.getattr(intern!(value.py(), "invocation_id")) {
         Ok(id) => id.extract().map_err(|_| {
-            config_error(format!("invocation_id must be a str, got {}", type_name(&id)))
+            config_error(format!(
+                "invocation_id must be a str, got {}",
+                type_name(&id)
+            ))
         }),
         Err(_) => Err(config_error(format!(
             "expected an Invocation or an invocation id (str), got {}",
@@ -99,18 +113,26 @@ fn optional_str(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<String>
     if value.is_none() {
         return Ok(None);
     }
-    value
-        .extract()
-        .map(Some)
-        .map_err(|_| config_error(format!("{what} must be a str or None, got {}", type_name(value))))
+    value.extract().map(Some).map_err(|_| {
+        config_error(format!(
+            "{what} must be a str or None, got {}",
+            type_name(value)
+        ))
+    })
 }
 
 fn required_str(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
-    value.extract().map_err(|_| config_error(format!("{what} must be a str, got {}", type_name(value))))
+    value
+        .extract()
+        .map_err(|_| config_error(format!("{what} must be a str, got {}", type_name(value))))
 }
 
 /// Attribute `name` of `value`, or a ConfigError saying what was expected.
-fn attr<'py>(value: &Bound<'py, PyAny>, name: &Bound<'py, PyString>, expected: &str) -> PyResult<Bound<'py, PyAny>> {
+fn attr<'py>(
+    value: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+    expected: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     value
         .getattr(name)
         .map_err(|_| config_error(format!("expected {expected}, got {}", type_name(value))))
@@ -121,11 +143,20 @@ fn workflow_from(value: &Bound<'_, PyAny>) -> PyResult<Option<WorkflowIdentity>>
         return Ok(None);
     }
     let py = value.py();
-    let get = |name| attr(value, name, "a WorkflowIdentity (workflow_id, workflow_type, parent_workflow_id)");
+    let get = |name| {
+        attr(
+            value,
+            name,
+            "a WorkflowIdentity (workflow_id, workflow_type, parent_workflow_id)",
+        )
+    };
     Ok(Some(WorkflowIdentity {
         workflow_id: required_str(&get(intern!(py, "workflow_id"))?, "workflow_id")?,
         workflow_type: required_str(&get(intern!(py, "workflow_type"))?, "workflow_type")?,
-        parent_workflow_id: optional_str(&get(intern!(py, "parent_workflow_id"))?, "parent_workflow_id")?,
+        parent_workflow_id: optional_str(
+            &get(intern!(py, "parent_workflow_id"))?,
+            "parent_workflow_id",
+        )?,
     }))
 }
 
@@ -138,12 +169,18 @@ fn workflow_object<'py>(py: Python<'py>, wf: &WorkflowIdentity) -> PyResult<Boun
 }
 
 fn timestamp(value: &Bound<'_, PyAny>, what: &str) -> PyResult<DateTime<FixedOffset>> {
-    value.extract::<DateTime<FixedOffset>>().map(state::truncate_to_micros).map_err(|_| {
-        config_error(format!(
-            "{what} must be a timezone-aware datetime, got {}",
-            value.repr().map(|r| r.to_string()).unwrap_or_else(|_| type_name(value))
-        ))
-    })
+    value
+        .extract::<DateTime<FixedOffset>>()
+        .map(state::truncate_to_micros)
+        .map_err(|_| {
+            config_error(format!(
+                "{what} must be a timezone-aware datetime, got {}",
+                value
+                    .repr()
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|_| type_name(value))
+            ))
+        })
 }
 
 /// Reads an `Invocation` object into the core type.
@@ -161,10 +198,17 @@ fn invocation_from(value: &Bound<'_, PyAny>) -> PyResult<Invocation> {
     Ok(Invocation {
         invocation_id: required_str(&get(intern!(py, "invocation_id"))?, "invocation_id")?,
         task_id: required_str(&get(intern!(py, "task_id"))?, "task_id")?,
-        arguments: if arguments.is_none() { "{}".into() } else { json::dumps(&arguments, "arguments")? },
+        arguments: if arguments.is_none() {
+            "{}".into()
+        } else {
+            json::dumps(&arguments, "arguments")?
+        },
         status: status_of(&get(intern!(py, "status"))?)?,
         workflow: workflow_from(&get(intern!(py, "workflow"))?)?,
-        parent_invocation_id: optional_str(&get(intern!(py, "parent_invocation_id"))?, "parent_invocation_id")?,
+        parent_invocation_id: optional_str(
+            &get(intern!(py, "parent_invocation_id"))?,
+            "parent_invocation_id",
+        )?,
         created_at: timestamp(&get(intern!(py, "created_at"))?, "created_at")?.to_utc(),
     })
 }
@@ -176,7 +220,10 @@ fn invocation_object<'py>(py: Python<'py>, inv: &Invocation) -> PyResult<Bound<'
     if let Some(wf) = &inv.workflow {
         kwargs.set_item(intern!(py, "workflow"), workflow_object(py, wf)?)?;
     }
-    kwargs.set_item(intern!(py, "parent_invocation_id"), inv.parent_invocation_id.as_deref())?;
+    kwargs.set_item(
+        intern!(py, "parent_invocation_id"),
+        inv.parent_invocation_id.as_deref(),
+    )?;
     kwargs.set_item(intern!(py, "created_at"), inv.created_at)?;
     let arguments = json::loads(py, &inv.arguments)?;
     state_class(py, "Invocation")?.call((inv.task_id.as_str(), arguments), Some(&kwargs))
@@ -189,7 +236,11 @@ fn app_info_from(value: &Bound<'_, PyAny>) -> PyResult<AppInfo> {
     Ok(AppInfo {
         app_id: required_str(&get(intern!(py, "app_id"))?, "app_id")?,
         module: optional_str(&get(intern!(py, "module"))?, "module")?,
-        metadata: if metadata.is_none() { "{}".into() } else { json::dumps(&metadata, "app info metadata")? },
+        metadata: if metadata.is_none() {
+            "{}".into()
+        } else {
+            json::dumps(&metadata, "app info metadata")?
+        },
     })
 }
 
@@ -202,7 +253,10 @@ fn app_info_object<'py>(py: Python<'py>, info: &AppInfo) -> PyResult<Bound<'py, 
 }
 
 fn optional_json(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<String>> {
-    value.filter(|v| !v.is_none()).map(|v| json::dumps(v, what)).transpose()
+    value
+        .filter(|v| !v.is_none())
+        .map(|v| json::dumps(v, what))
+        .transpose()
 }
 
 /// One entry of an invocation's status history.
@@ -248,7 +302,11 @@ impl PyInvocationHistory {
 
     #[getter]
     fn execution_context<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.entry.execution_context.as_deref().map(|text| json::loads(py, text)).transpose()
+        self.entry
+            .execution_context
+            .as_deref()
+            .map(|text| json::loads(py, text))
+            .transpose()
     }
 
     /// The entry as JSON (`from_json` gives back an equal entry with the same JSON).
@@ -258,16 +316,28 @@ impl PyInvocationHistory {
 
     /// Parses `to_json` output; malformed input raises ConfigError.
     #[classmethod]
-    fn from_json(_cls: &Bound<'_, pyo3::types::PyType>, json_str: &Bound<'_, PyAny>) -> PyResult<Self> {
+    fn from_json(
+        _cls: &Bound<'_, pyo3::types::PyType>,
+        json_str: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
         let text: &str = json_str
             .cast::<PyString>()
-            .map_err(|_| config_error(format!("from_json needs a str, got {}", type_name(json_str))))?
+            .map_err(|_| {
+                config_error(format!(
+                    "from_json needs a str, got {}",
+                    type_name(json_str)
+                ))
+            })?
             .to_str()?;
-        Ok(PyInvocationHistory { entry: InvocationHistory::from_json(text)? })
+        Ok(PyInvocationHistory {
+            entry: InvocationHistory::from_json(text)?,
+        })
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<PyInvocationHistory>().is_ok_and(|o| o.get().entry.to_json() == self.entry.to_json())
+        other
+            .cast::<PyInvocationHistory>()
+            .is_ok_and(|o| o.get().entry.to_json() == self.entry.to_json())
     }
 
     fn __hash__(&self) -> u64 {
@@ -282,7 +352,9 @@ impl PyInvocationHistory {
             "InvocationHistory(invocation_id={:?}, timestamp={:?}, status={}, execution_context={})",
             self.entry.invocation_id,
             state::format_timestamp(&self.entry.timestamp),
-            self.entry.status.map_or("None".to_string(), |s| format!("{:?}", s.as_str())),
+            self.entry
+                .status
+                .map_or("None".to_string(), |s| format!("{:?}", s.as_str())),
             self.entry.execution_context.as_deref().unwrap_or("None"),
         )
     }
@@ -308,10 +380,25 @@ impl PyStateBackend {
         }
     }
 
-    fn set_value(&self, py: Python<'_>, wf: &Bound<'_, PyAny>, kind: ValueKind, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_value(
+        &self,
+        py: Python<'_>,
+        wf: &Bound<'_, PyAny>,
+        kind: ValueKind,
+        key: String,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let what = format!("workflow value {key:?}");
         let value = json::dumps(value, &what)?;
-        self.write(py, WriteOp::SetWorkflowValue { workflow_id: workflow_id(wf)?, kind, key, value })
+        self.write(
+            py,
+            WriteOp::SetWorkflowValue {
+                workflow_id: workflow_id(wf)?,
+                kind,
+                key,
+                value,
+            },
+        )
     }
 
     fn get_value<'py>(
@@ -322,7 +409,10 @@ impl PyStateBackend {
         key: &str,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let (wb, id, key) = (self.wb.clone(), workflow_id(wf)?, key.to_string());
-        let text = block_on(py, async move { wb.get_workflow_value(&id, kind, &key).await })?;
+        let text = block_on(
+            py,
+            async move { wb.get_workflow_value(&id, kind, &key).await },
+        )?;
         text.map(|t| json::loads(py, &t)).transpose()
     }
 }
@@ -335,11 +425,17 @@ impl PyStateBackend {
         if max_batch == 0 {
             return Err(config_error("max_batch must be >= 1"));
         }
-        let config = WriteBehindConfig { max_batch, ..Default::default() };
+        let config = WriteBehindConfig {
+            max_batch,
+            ..Default::default()
+        };
         let owned = url.to_string();
         let wb = block_on(py, async move { state::connect(&owned, config).await })?;
         wb.set_app_id(app_id);
-        Ok(PyStateBackend { wb: Arc::new(wb), url: redact(url) })
+        Ok(PyStateBackend {
+            wb: Arc::new(wb),
+            url: redact(url),
+        })
     }
 
     /// The URL this backend was opened with (password hidden).
@@ -366,7 +462,11 @@ impl PyStateBackend {
     }
 
     /// The invocation with this id; InvocationNotFoundError if unknown.
-    fn get_invocation<'py>(&self, py: Python<'py>, invocation_id: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn get_invocation<'py>(
+        &self,
+        py: Python<'py>,
+        invocation_id: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (wb, id) = (self.wb.clone(), self::invocation_id(invocation_id)?);
         let inv = block_on(py, async move { wb.get_invocation(&id).await })?;
         invocation_object(py, &inv)
@@ -390,32 +490,58 @@ impl PyStateBackend {
             optional_json(execution_context, "execution_context")?,
         );
         self.write(py, WriteOp::AddHistory(entry))?;
-        if let (Some(obj), Some(next)) = (status_obj, status) {
-            if !invocation.is_instance_of::<PyString>() {
-                let member = if obj.is_exact_instance_of::<PyString>() { status_object(py, next)? } else { obj.clone() };
-                // Keep the caller's object in step; objects without a settable status are fine.
-                let _ = invocation.setattr(intern!(py, "status"), member);
-            }
+        if let (Some(obj), Some(next)) = (status_obj, status)
+            && !invocation.is_instance_of::<PyString>()
+        {
+            let member = if obj.is_exact_instance_of::<PyString>() {
+                status_object(py, next)?
+            } else {
+                obj.clone()
+            };
+            // Keep the caller's object in step; objects without a settable status are fine.
+            let _ = invocation.setattr(intern!(py, "status"), member);
         }
         Ok(())
     }
 
     /// The history in timestamp order (pending entries included).
-    fn get_history(&self, py: Python<'_>, invocation: &Bound<'_, PyAny>) -> PyResult<Vec<PyInvocationHistory>> {
+    fn get_history(
+        &self,
+        py: Python<'_>,
+        invocation: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<PyInvocationHistory>> {
         let (wb, id) = (self.wb.clone(), invocation_id(invocation)?);
         let history = block_on(py, async move { wb.get_history(&id).await })?;
-        Ok(history.into_iter().map(|entry| PyInvocationHistory { entry }).collect())
+        Ok(history
+            .into_iter()
+            .map(|entry| PyInvocationHistory { entry })
+            .collect())
     }
 
     /// Queues the result (any JSON-serialisable value).
-    fn set_result(&self, py: Python<'_>, invocation: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_result(
+        &self,
+        py: Python<'_>,
+        invocation: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let id = invocation_id(invocation)?;
         let value = json::dumps(value, "result")?;
-        self.write(py, WriteOp::SetResult { invocation_id: id, value })
+        self.write(
+            py,
+            WriteOp::SetResult {
+                invocation_id: id,
+                value,
+            },
+        )
     }
 
     /// The result; NotFoundError when none was set, InvocationNotFoundError if unknown.
-    fn get_result<'py>(&self, py: Python<'py>, invocation: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn get_result<'py>(
+        &self,
+        py: Python<'py>,
+        invocation: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (wb, id) = (self.wb.clone(), invocation_id(invocation)?);
         let lookup = id.clone();
         match block_on(py, async move { wb.get_result(&lookup).await })? {
@@ -426,6 +552,7 @@ impl PyStateBackend {
 
     /// Queues an exception record (see `StateBackend.set_exception` in Python).
     #[pyo3(signature = (invocation, type_module, type_qualname, args_json, message, traceback))]
+    #[allow(clippy::too_many_arguments)] // one argument per field of the record
     fn _set_exception_record(
         &self,
         py: Python<'_>,
@@ -436,8 +563,20 @@ impl PyStateBackend {
         message: String,
         traceback: String,
     ) -> PyResult<()> {
-        let exception = ExceptionRecord { type_module, type_qualname, args: args_json, message, traceback };
-        self.write(py, WriteOp::SetException { invocation_id: invocation_id(invocation)?, exception })
+        let exception = ExceptionRecord {
+            type_module,
+            type_qualname,
+            args: args_json,
+            message,
+            traceback,
+        };
+        self.write(
+            py,
+            WriteOp::SetException {
+                invocation_id: invocation_id(invocation)?,
+                exception,
+            },
+        )
     }
 
     /// The stored exception record as (module, qualname, args_json, message, traceback) or None.
@@ -449,11 +588,25 @@ impl PyStateBackend {
     ) -> PyResult<Option<(String, String, Option<String>, String, String)>> {
         let (wb, id) = (self.wb.clone(), invocation_id(invocation)?);
         let record = block_on(py, async move { wb.get_exception(&id).await })?;
-        Ok(record.map(|r| (r.type_module, r.type_qualname, r.args, r.message, r.traceback)))
+        Ok(record.map(|r| {
+            (
+                r.type_module,
+                r.type_qualname,
+                r.args,
+                r.message,
+                r.traceback,
+            )
+        }))
     }
 
     /// Queues a workflow data value.
-    fn set_workflow_data(&self, py: Python<'_>, workflow: &Bound<'_, PyAny>, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_workflow_data(
+        &self,
+        py: Python<'_>,
+        workflow: &Bound<'_, PyAny>,
+        key: String,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         self.set_value(py, workflow, ValueKind::Data, key, value)
     }
 
@@ -541,9 +694,15 @@ impl PyStateBackend {
     }
 
     /// Stored runs of one workflow type, in the order first stored.
-    fn get_workflow_runs<'py>(&self, py: Python<'py>, workflow_type: String) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn get_workflow_runs<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_type: String,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let wb = self.wb.clone();
-        let runs = block_on(py, async move { wb.get_workflow_runs(Some(&workflow_type)).await })?;
+        let runs = block_on(py, async move {
+            wb.get_workflow_runs(Some(&workflow_type)).await
+        })?;
         runs.iter().map(|wf| workflow_object(py, wf)).collect()
     }
 
@@ -564,23 +723,48 @@ impl PyStateBackend {
     }
 
     /// Sub-invocation ids of a workflow, in the order first stored.
-    fn get_workflow_sub_invocations(&self, py: Python<'_>, workflow_id: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    fn get_workflow_sub_invocations(
+        &self,
+        py: Python<'_>,
+        workflow_id: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<String>> {
         let (wb, id) = (self.wb.clone(), self::workflow_id(workflow_id)?);
-        block_on(py, async move { wb.get_workflow_sub_invocations(&id).await })
+        block_on(
+            py,
+            async move { wb.get_workflow_sub_invocations(&id).await },
+        )
     }
 
     /// Invocations of `task_id`, newest first (by created_at), at most `limit`.
     #[pyo3(signature = (task_id, limit=100))]
-    fn get_invocations_by_task<'py>(&self, py: Python<'py>, task_id: String, limit: i64) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let limit = usize::try_from(limit).map_err(|_| config_error(format!("limit must be >= 0, got {limit}")))?;
+    fn get_invocations_by_task<'py>(
+        &self,
+        py: Python<'py>,
+        task_id: String,
+        limit: i64,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let limit = usize::try_from(limit)
+            .map_err(|_| config_error(format!("limit must be >= 0, got {limit}")))?;
         let wb = self.wb.clone();
-        let invocations = block_on(py, async move { wb.get_invocations_by_task(&task_id, limit).await })?;
-        invocations.iter().map(|inv| invocation_object(py, inv)).collect()
+        let invocations = block_on(py, async move {
+            wb.get_invocations_by_task(&task_id, limit).await
+        })?;
+        invocations
+            .iter()
+            .map(|inv| invocation_object(py, inv))
+            .collect()
     }
 
     /// Deletes invocations with their history, result and exception; returns how many existed.
-    fn delete_invocations(&self, py: Python<'_>, invocations: Vec<Bound<'_, PyAny>>) -> PyResult<u64> {
-        let ids = invocations.iter().map(invocation_id).collect::<PyResult<Vec<_>>>()?;
+    fn delete_invocations(
+        &self,
+        py: Python<'_>,
+        invocations: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let ids = invocations
+            .iter()
+            .map(invocation_id)
+            .collect::<PyResult<Vec<_>>>()?;
         let wb = self.wb.clone();
         block_on(py, async move { wb.delete_invocations(&ids).await })
     }
@@ -592,7 +776,11 @@ impl PyStateBackend {
     }
 
     /// Blocks until the writes about one invocation queued so far are durable.
-    fn wait_for_invocation_async_operations(&self, py: Python<'_>, invocation_id: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn wait_for_invocation_async_operations(
+        &self,
+        py: Python<'_>,
+        invocation_id: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let (wb, id) = (self.wb.clone(), self::invocation_id(invocation_id)?);
         block_on(py, async move { wb.wait_for_invocation(&id).await })
     }

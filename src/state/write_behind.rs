@@ -601,11 +601,17 @@ impl WriteBehind {
         let pending: Vec<AppInfo> = {
             let mut st = self.inner.lock();
             check_state(&mut st)?;
-            st.overlay.app_infos.values().map(|(_, info)| info.clone()).collect()
+            st.overlay
+                .app_infos
+                .values()
+                .map(|(_, info)| info.clone())
+                .collect()
         };
         let stored = self.inner.store.get_all_app_infos().await?;
-        let mut all: BTreeMap<String, AppInfo> =
-            stored.into_iter().map(|info| (info.app_id.clone(), info)).collect();
+        let mut all: BTreeMap<String, AppInfo> = stored
+            .into_iter()
+            .map(|info| (info.app_id.clone(), info))
+            .collect();
         for info in pending {
             all.insert(info.app_id.clone(), info);
         }
@@ -617,7 +623,11 @@ impl WriteBehind {
         let pending: Vec<String> = {
             let mut st = self.inner.lock();
             check_state(&mut st)?;
-            st.overlay.runs.values().map(|(_, wf)| wf.workflow_type.clone()).collect()
+            st.overlay
+                .runs
+                .values()
+                .map(|(_, wf)| wf.workflow_type.clone())
+                .collect()
         };
         let mut types = self.inner.store.get_workflow_types().await?;
         types.extend(pending);
@@ -658,9 +668,17 @@ impl WriteBehind {
         let pending = {
             let mut st = self.inner.lock();
             check_state(&mut st)?;
-            st.overlay.subs.get(workflow_id).cloned().unwrap_or_default()
+            st.overlay
+                .subs
+                .get(workflow_id)
+                .cloned()
+                .unwrap_or_default()
         };
-        let mut subs = self.inner.store.get_workflow_sub_invocations(workflow_id).await?;
+        let mut subs = self
+            .inner
+            .store
+            .get_workflow_sub_invocations(workflow_id)
+            .await?;
         for (_, sub) in pending {
             if !subs.contains(&sub) {
                 subs.push(sub);
