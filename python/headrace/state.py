@@ -14,10 +14,13 @@ Call ``close()`` (or use the backend as a context manager) before exiting to flu
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import traceback
 import uuid
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -236,6 +239,21 @@ def _rebuild(module: str, qualname: str, args_json: str | None, message: str, tb
     )
 
 
+_OPEN_BACKENDS: weakref.WeakSet[StateBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_backends() -> None:
+    """At interpreter exit, writes still queued in open backends are made durable (not lost)."""
+    for backend in list(_OPEN_BACKENDS):
+        if backend.closed:
+            continue
+        try:
+            backend.close()
+        except Exception as exc:  # pragma: no cover - reported, exit goes on
+            warnings.warn(f"headrace: closing {backend!r} at exit failed: {exc}", stacklevel=1)
+
+
 class StateBackend(_core.StateBackend):
     """The state backend. Open one with ``StateBackend.connect(url)``.
 
@@ -244,6 +262,9 @@ class StateBackend(_core.StateBackend):
     ``wait_for_all_async_operations`` / ``wait_for_invocation_async_operations``. For run stores:
     ``get_invocations_by_task(task_id, limit)`` (newest first) and ``delete_invocations(ids)``.
     """
+
+    def __init__(self, url: str, *, app_id: str | None = None, max_batch: int = 100_000) -> None:
+        _OPEN_BACKENDS.add(self)
 
     @classmethod
     def connect(cls, url: str, *, app_id: str | None = None, max_batch: int = 100_000) -> StateBackend:

@@ -599,3 +599,20 @@ def test_many_threads_racing_on_one_invocation_keep_the_table(state: StateBacken
     assert sorted(outcomes) == ["ran"] + ["refused"] * 7, "exactly one pending -> running"
     state.wait_for_all_async_operations()
     assert [h.status for h in state.get_history(inv)] == [S.PENDING, S.RUNNING]
+
+
+def test_writes_queued_at_interpreter_exit_are_not_lost(durable_url: str) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from headrace.state import Invocation, StateBackend\n"
+        "state = StateBackend.connect(sys.argv[1])\n"
+        "for n in range(3000):\n"
+        "    state.upsert_invocation(Invocation('exit', {'n': n}))\n"
+        "# no close() and no wait: the atexit hook flushes\n"
+    )
+    subprocess.run([sys.executable, "-c", script, durable_url], check=True, timeout=120)
+    with StateBackend.connect(durable_url) as state:
+        assert len(state.get_invocations_by_task("exit", limit=10_000)) == 3000
