@@ -6,7 +6,9 @@ and the exception hierarchy (``headrace.errors``).
 
 from __future__ import annotations
 
-from headrace._core import __version__
+import logging as _logging
+
+from headrace._core import __version__, install_log_bridge
 from headrace.errors import (
     ConfigError,
     HeadraceError,
@@ -29,6 +31,9 @@ from headrace.outbox import (
     RetryPolicy,
     SkipLockedClaimOutboxStore,
 )
+
+# The core's log events reach Python's logging under the "headrace." logger names.
+install_log_bridge(min(_logging.getLogger("headrace").getEffectiveLevel(), _logging.INFO))
 
 __all__ = [
     "ConfigError",
