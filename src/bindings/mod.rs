@@ -7,6 +7,7 @@ pub(crate) mod json;
 mod logging;
 pub(crate) mod outbox;
 pub(crate) mod runtime;
+mod state;
 mod worker;
 
 use pyo3::prelude::*;
@@ -17,6 +18,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     clock::register(m)?;
     logging::register(m)?;
     outbox::register(m)?;
+    state::register(m)?;
     worker::register(m)?;
     Ok(())
 }
