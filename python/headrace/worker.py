@@ -205,6 +205,8 @@ class OutboxWorker:
             if stopping:
                 break
             route = self._routes.get(item.topic)
+            if self._state is not None:
+                self._record_start(item, route.name if route else None)
             if route is None:
                 known = ", ".join(sorted(self._routes)) or "none"
                 outcomes[index] = (
@@ -215,8 +217,6 @@ class OutboxWorker:
                 )
                 continue
             self._emit("item_started", item=item)
-            if self._state is not None:
-                self._record_start(item, route)
             try:
                 result = route.call(item)
             except Exception as exc:
@@ -258,14 +258,12 @@ class OutboxWorker:
             invocation_id=f"outbox-item-{item.id}-attempt-{item.attempts}",
         )
 
-    def _record_start(self, item: OutboxItem, route: _Route) -> None:
+    def _record_start(self, item: OutboxItem, handler: str | None) -> None:
         from headrace.state import InvocationStatus
 
         invocation = self._invocation(item)
         self._state.upsert_invocation(invocation)
-        self._state.add_history(
-            invocation, InvocationStatus.RUNNING, {"worker_id": self.worker_id, "handler": route.name}
-        )
+        self._state.add_history(invocation, InvocationStatus.RUNNING, {"worker_id": self.worker_id, "handler": handler})
 
     def _record_end(self, item: OutboxItem, exc: BaseException | None, result: Any = None) -> None:
         if self._state is None:

@@ -242,9 +242,12 @@ impl WriteBehind {
                 p.status = Some(inv.status);
             }
             WriteOp::AddHistory(h) => {
+                // Newest first: pending writes, then statuses settled here since `known` was
+                // read (another thread's flush may have moved it on), then the store's answer.
+                let settled = st.settled.get(&h.invocation_id).copied().map(Some);
                 let current = match overlay.invocations.get(&h.invocation_id) {
                     Some(p) if p.status.is_some() => p.status,
-                    _ => match known {
+                    _ => match settled.or(known) {
                         Some(status) => status,
                         None => return Ok(Attempt::NeedsStatus(op)),
                     },

@@ -174,8 +174,10 @@ def test_async_twins_return_awaitables(db_url: str) -> None:
     assert asyncio.run(scenario()) == {"pending": 1, "processing": 0, "completed": 3, "failed": 0}
 
 
-def _claim_until_empty(url: str, worker: str) -> list[int]:
+def _claim_until_empty(url: str, worker: str, ready: threading.Barrier | None = None) -> list[int]:
     store = OutboxStore.connect(url)
+    if ready is not None:
+        ready.wait()  # every claimer connected: start together
     claimed: list[int] = []
     while batch := store.claim_batch(worker, 7):
         claimed.extend(i.id for i in batch)
@@ -187,8 +189,9 @@ def test_concurrent_claimers_in_threads_never_share_an_item(db_url: str) -> None
     store = connect(db_url)
     ids = store.enqueue_many([{"topic": "t", "payload": n} for n in range(300)])
     results: dict[str, list[int]] = {}
+    ready = threading.Barrier(4)
     threads = [
-        threading.Thread(target=lambda w=w: results.__setitem__(w, _claim_until_empty(db_url, w)))
+        threading.Thread(target=lambda w=w: results.__setitem__(w, _claim_until_empty(db_url, w, ready)))
         for w in ("a", "b", "c", "d")
     ]
     for t in threads:

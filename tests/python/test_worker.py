@@ -272,3 +272,32 @@ def test_core_log_events_reach_python_logging(sqlite_url: str, caplog: pytest.Lo
             time.sleep(0.01)
     record = next(r for r in caplog.records if r.name == "headrace.outbox")
     assert record.levelname == "INFO" and "reaped" in record.getMessage()
+
+
+def test_with_a_state_backend_every_dispatch_is_an_invocation(sqlite_url: str) -> None:
+    from headrace.state import Invocation, StateBackend
+
+    store = connect(sqlite_url)
+    state = StateBackend.connect("memory://")
+    ok = store.enqueue("t", {"n": 1})
+    bad = store.enqueue("t", {"n": 2})
+    lost = store.enqueue("unknown", {})
+
+    def handle(item: OutboxItem) -> dict[str, int]:
+        if item.payload["n"] == 2:
+            raise IngestRejected("n must not be 2")
+        return {"double": item.payload["n"] * 2}
+
+    worker(store, {"t": handle}, state=state).run_until_empty()
+    state.wait_for_all_async_operations()
+
+    def invocation(item_id: int) -> Invocation:
+        return state.get_invocation(f"outbox-item-{item_id}-attempt-1")
+
+    assert [h.status for h in state.get_history(invocation(ok))] == ["running", "success"]
+    assert state.get_result(invocation(ok)) == {"double": 2}
+    assert [h.status for h in state.get_history(invocation(bad))] == ["running", "failed"]
+    exc = state.get_exception(invocation(bad))
+    assert isinstance(exc, IngestRejected) and "n must not be 2" in str(exc)
+    assert [h.status for h in state.get_history(invocation(lost))] == ["running", "failed"]
+    assert invocation(ok).task_id == "outbox:t"
