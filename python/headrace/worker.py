@@ -26,6 +26,7 @@ from headrace._core import OutboxItem, StopFlag, WorkerCore, WorkerReport
 from headrace.errors import ConfigError, is_retryable
 from headrace.integrations import QueuedClient
 from headrace.outbox import OutboxStore, RetryPolicy
+from headrace import telemetry
 from headrace.signals import ITEM_EVENTS, Signal
 
 __all__ = ["OutboxWorker", "WorkerReport"]
@@ -127,6 +128,7 @@ class OutboxWorker:
             topics=list(topics) if topics is not None else None,
             retry_by_topic={t: r.retry for t, r in self._routes.items() if r.retry is not None},
         )
+        telemetry.register_worker(self)
 
     # -- running -----------------------------------------------------------------------------
 

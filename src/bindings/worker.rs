@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, Utc};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -304,6 +304,39 @@ impl PyWorkerCore {
     /// Metrics in the Prometheus text format.
     fn metrics(&self) -> String {
         self.worker.metrics().render_prometheus()
+    }
+
+    /// Metrics as plain data: `(topics, claim, handler)` where `topics` maps a topic to its
+    /// `claimed/completed/retried/failed` counts and latencies are `(count, sum_seconds)`.
+    #[allow(clippy::type_complexity)]
+    fn metrics_snapshot(
+        &self,
+    ) -> (
+        BTreeMap<String, BTreeMap<&'static str, u64>>,
+        (u64, f64),
+        BTreeMap<String, (u64, f64)>,
+    ) {
+        let metrics = self.worker.metrics();
+        let topics = metrics
+            .topic_counts()
+            .into_iter()
+            .map(|(topic, c)| {
+                let counts = BTreeMap::from([
+                    ("claimed", c.claimed),
+                    ("completed", c.completed),
+                    ("retried", c.retried),
+                    ("failed", c.failed),
+                ]);
+                (topic, counts)
+            })
+            .collect();
+        let claim = metrics.claim_latency();
+        let handler = metrics
+            .handler_latency()
+            .into_iter()
+            .map(|(topic, l)| (topic, (l.count, l.sum_seconds)))
+            .collect();
+        (topics, (claim.count, claim.sum_seconds), handler)
     }
 }
 

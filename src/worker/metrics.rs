@@ -91,6 +91,11 @@ impl WorkerMetrics {
         self.inner.lock().expect("metrics poisoned").claim
     }
 
+    /// Handler latency per topic so far.
+    pub fn handler_latency(&self) -> BTreeMap<String, Latency> {
+        self.inner.lock().expect("metrics poisoned").handler.clone()
+    }
+
     /// The metrics in the Prometheus text exposition format.
     pub fn render_prometheus(&self) -> String {
         let inner = self.inner.lock().expect("metrics poisoned");

@@ -301,3 +301,28 @@ def test_with_a_state_backend_every_dispatch_is_an_invocation(sqlite_url: str) -
     assert isinstance(exc, IngestRejected) and "n must not be 2" in str(exc)
     assert [h.status for h in state.get_history(invocation(lost))] == ["running", "failed"]
     assert invocation(ok).task_id == "outbox:t"
+
+
+def test_metrics_are_exported_through_opentelemetry(sqlite_url: str) -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="OpenTelemetry export is active only when it is installed")
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    store = connect(sqlite_url)
+    store.enqueue_many([{"topic": "otel", "payload": n} for n in range(3)])
+    w = worker(store, {"otel": lambda item: None})
+    w.run_until_empty()
+    exported = reader.get_metrics_data()
+    points = {
+        (metric.name, dict(point.attributes).get("topic")): point.value
+        for rm in exported.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for point in metric.data.data_points
+        if dict(point.attributes).get("worker_id") == w.worker_id
+    }
+    assert points[("headrace.outbox.items.completed", "otel")] == 3
+    assert points[("headrace.outbox.items.claimed", "otel")] == 3

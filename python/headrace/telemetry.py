@@ -1,0 +1,86 @@
+"""OpenTelemetry export of worker metrics, active when ``opentelemetry`` is installed.
+
+Every ``OutboxWorker`` registers itself here; the meter ``headrace`` then reports, per worker
+and topic, the items claimed/completed/retried/failed and the claim and handler time, through
+whatever ``MeterProvider`` the application configured. Without OpenTelemetry nothing happens and
+``OutboxWorker.metrics()`` (Prometheus text) is still there.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["available", "register_worker"]
+
+_workers: weakref.WeakSet[Any] = weakref.WeakSet()
+_lock = threading.Lock()
+_instruments: list[Any] = []
+
+
+def available() -> bool:
+    try:
+        import opentelemetry.metrics  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def register_worker(worker: Any) -> bool:
+    """Reports ``worker``'s metrics through OpenTelemetry; False when it is not installed."""
+    if not available():
+        return False
+    with _lock:
+        _workers.add(worker)
+        if not _instruments:
+            _create_instruments()
+    return True
+
+
+def _create_instruments() -> None:
+    from opentelemetry import metrics
+    from opentelemetry.metrics import CallbackOptions, Observation
+
+    meter = metrics.get_meter("headrace")
+
+    def counts(name: str) -> Any:
+        def observe(_options: CallbackOptions) -> Iterator[Observation]:
+            for worker in list(_workers):
+                topics, _claim, _handler = worker._core.metrics_snapshot()
+                for topic, values in topics.items():
+                    yield Observation(values[name], {"worker_id": worker.worker_id, "topic": topic})
+
+        return observe
+
+    def claim_seconds(_options: CallbackOptions) -> Iterator[Observation]:
+        for worker in list(_workers):
+            _topics, (_count, total), _handler = worker._core.metrics_snapshot()
+            yield Observation(total, {"worker_id": worker.worker_id})
+
+    def handler_seconds(_options: CallbackOptions) -> Iterator[Observation]:
+        for worker in list(_workers):
+            _topics, _claim, handler = worker._core.metrics_snapshot()
+            for topic, (_count, total) in handler.items():
+                yield Observation(total, {"worker_id": worker.worker_id, "topic": topic})
+
+    for name in ("claimed", "completed", "retried", "failed"):
+        _instruments.append(
+            meter.create_observable_counter(
+                f"headrace.outbox.items.{name}",
+                callbacks=[counts(name)],
+                unit="{item}",
+                description=f"Outbox items {name} by the worker",
+            )
+        )
+    _instruments.append(
+        meter.create_observable_counter(
+            "headrace.outbox.claim.time", callbacks=[claim_seconds], unit="s", description="Time spent claiming"
+        )
+    )
+    _instruments.append(
+        meter.create_observable_counter(
+            "headrace.outbox.handler.time", callbacks=[handler_seconds], unit="s", description="Time in handlers"
+        )
+    )
