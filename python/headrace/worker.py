@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from headrace import telemetry
 from headrace._core import OutboxItem, StopFlag, WorkerCore, WorkerReport
 from headrace.errors import ConfigError, is_retryable
 from headrace.integrations import QueuedClient
 from headrace.outbox import OutboxStore, RetryPolicy
-from headrace import telemetry
 from headrace.signals import ITEM_EVENTS, Signal
 
 __all__ = ["OutboxWorker", "WorkerReport"]
