@@ -7,6 +7,7 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod outbox;
+pub mod runner;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -2,12 +2,12 @@
 
 mod common;
 
-use chrono::Duration;
-use common::{Database, Engine};
 use _core::Error;
 use _core::outbox::{
     self, NewItem, OutboxConfig, OutboxReaper, OutboxStatus, OutboxStore, RetryPolicy,
 };
+use chrono::Duration;
+use common::{Database, Engine};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -42,7 +42,14 @@ struct Fixture {
 
 impl Fixture {
     async fn new(engine: Engine) -> Option<Fixture> {
-        Self::with_retry(engine, RetryPolicy { jitter: 0.0, ..Default::default() }).await
+        Self::with_retry(
+            engine,
+            RetryPolicy {
+                jitter: 0.0,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     async fn with_retry(engine: Engine, retry: RetryPolicy) -> Option<Fixture> {
@@ -61,7 +68,10 @@ impl Fixture {
     }
 
     async fn enqueue(&self, topic: &str, payload: &str) -> i64 {
-        self.store.enqueue(NewItem::new(topic, payload)).await.unwrap()
+        self.store
+            .enqueue(NewItem::new(topic, payload))
+            .await
+            .unwrap()
     }
 
     async fn status(&self, id: i64) -> OutboxStatus {
@@ -84,12 +94,19 @@ fn ids(items: &[_core::outbox::OutboxItem]) -> Vec<i64> {
 }
 
 async fn enqueue_then_get_returns_the_item_with_defaults(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
-    let id = f.enqueue("mail", r#"{"to": "a@example.com", "n": [1, 2]}"#).await;
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    let id = f
+        .enqueue("mail", r#"{"to": "a@example.com", "n": [1, 2]}"#)
+        .await;
     let item = f.store.get(id).await.unwrap();
     assert_eq!(item.topic, "mail");
     let payload: serde_json::Value = serde_json::from_str(&item.payload).unwrap();
-    assert_eq!(payload, serde_json::json!({"to": "a@example.com", "n": [1, 2]}));
+    assert_eq!(
+        payload,
+        serde_json::json!({"to": "a@example.com", "n": [1, 2]})
+    );
     assert_eq!(item.status, OutboxStatus::Pending);
     assert_eq!((item.priority, item.attempts, item.max_attempts), (0, 0, 5));
     assert_eq!(item.run_at, common::epoch());
@@ -98,12 +115,24 @@ async fn enqueue_then_get_returns_the_item_with_defaults(engine: Engine) {
 }
 
 async fn claim_order_is_priority_then_run_at_then_id(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let low = f.enqueue("t", "1").await;
-    let high = f.store.enqueue(NewItem { priority: 5, ..NewItem::new("t", "2") }).await.unwrap();
+    let high = f
+        .store
+        .enqueue(NewItem {
+            priority: 5,
+            ..NewItem::new("t", "2")
+        })
+        .await
+        .unwrap();
     let earlier = f
         .store
-        .enqueue(NewItem { run_at: Some(common::epoch() - Duration::seconds(60)), ..NewItem::new("t", "3") })
+        .enqueue(NewItem {
+            run_at: Some(common::epoch() - Duration::seconds(60)),
+            ..NewItem::new("t", "3")
+        })
         .await
         .unwrap();
     let low_later_id = f.enqueue("t", "4").await;
@@ -112,21 +141,31 @@ async fn claim_order_is_priority_then_run_at_then_id(engine: Engine) {
 }
 
 async fn delayed_items_are_not_claimed_before_they_are_due(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let id = f
         .store
-        .enqueue(NewItem { delay: Duration::seconds(10), ..NewItem::new("t", "{}") })
+        .enqueue(NewItem {
+            delay: Duration::seconds(10),
+            ..NewItem::new("t", "{}")
+        })
         .await
         .unwrap();
     assert!(f.store.claim_batch("w", 10, None).await.unwrap().is_empty());
     f.advance(9);
     assert!(f.store.claim_batch("w", 10, None).await.unwrap().is_empty());
     f.advance(1);
-    assert_eq!(ids(&f.store.claim_batch("w", 10, None).await.unwrap()), vec![id]);
+    assert_eq!(
+        ids(&f.store.claim_batch("w", 10, None).await.unwrap()),
+        vec![id]
+    );
 }
 
 async fn claim_leases_items_and_counts_attempts(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     for n in 0..5 {
         f.enqueue("t", &n.to_string()).await;
     }
@@ -136,18 +175,31 @@ async fn claim_leases_items_and_counts_attempts(engine: Engine) {
         assert_eq!(item.status, OutboxStatus::Processing);
         assert_eq!(item.attempts, 1);
         assert_eq!(item.lease_owner.as_deref(), Some("w1"));
-        assert_eq!(item.lease_expires_at, Some(common::epoch() + Duration::seconds(30)));
+        assert_eq!(
+            item.lease_expires_at,
+            Some(common::epoch() + Duration::seconds(30))
+        );
     }
     let rest = f.store.claim_batch("w2", 10, None).await.unwrap();
     assert_eq!(rest.len(), 2, "only unclaimed items remain");
-    assert!(f.store.claim_batch("w3", 10, None).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .claim_batch("w3", 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(f.store.claim_batch("w3", 0, None).await.unwrap().is_empty());
 }
 
 async fn concurrent_claimers_never_share_an_item(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let total = 400;
-    let items = (0..total).map(|n| NewItem::new("t", n.to_string())).collect();
+    let items = (0..total)
+        .map(|n| NewItem::new("t", n.to_string()))
+        .collect();
     f.store.enqueue_many(items).await.unwrap();
     let mut claimers = Vec::new();
     for worker in 0..4 {
@@ -155,7 +207,10 @@ async fn concurrent_claimers_never_share_an_item(engine: Engine) {
         claimers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let batch = store.claim_batch(&format!("w{worker}"), 7, None).await.unwrap();
+                let batch = store
+                    .claim_batch(&format!("w{worker}"), 7, None)
+                    .await
+                    .unwrap();
                 if batch.is_empty() {
                     return mine;
                 }
@@ -173,24 +228,43 @@ async fn concurrent_claimers_never_share_an_item(engine: Engine) {
 }
 
 async fn topics_filter_limits_what_is_claimed(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let a = f.enqueue("a", "1").await;
     let b = f.enqueue("b", "2").await;
     f.enqueue("c", "3").await;
     let topics = vec!["a".to_string(), "b".to_string()];
     let claimed = f.store.claim_batch("w", 10, Some(&topics)).await.unwrap();
     assert_eq!(ids(&claimed), vec![a, b]);
-    assert!(f.store.claim_batch("w", 10, Some(&topics)).await.unwrap().is_empty());
-    assert!(f.store.claim_batch("w", 10, Some(&[])).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .claim_batch("w", 10, Some(&topics))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        f.store
+            .claim_batch("w", 10, Some(&[]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn mark_success_many_completes_items(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     for n in 0..3 {
         f.enqueue("t", &n.to_string()).await;
     }
     let claimed = f.store.claim_batch("w", 10, None).await.unwrap();
-    f.store.mark_success_many(&ids(&claimed), "w").await.unwrap();
+    f.store
+        .mark_success_many(&ids(&claimed), "w")
+        .await
+        .unwrap();
     for id in ids(&claimed) {
         let item = f.store.get(id).await.unwrap();
         assert_eq!(item.status, OutboxStatus::Completed);
@@ -204,12 +278,18 @@ async fn mark_success_many_completes_items(engine: Engine) {
 }
 
 async fn partial_acknowledgement_completes_live_leases_and_reports_lost_ones(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let mine = f.enqueue("t", "1").await;
     let theirs = f.enqueue("t", "2").await;
     f.store.claim_batch("w1", 1, None).await.unwrap();
     f.store.claim_batch("w2", 1, None).await.unwrap();
-    let err = f.store.mark_success_many(&[mine, theirs], "w1").await.unwrap_err();
+    let err = f
+        .store
+        .mark_success_many(&[mine, theirs], "w1")
+        .await
+        .unwrap_err();
     match err {
         Error::LeaseLost { item_ids, .. } => assert_eq!(item_ids, vec![theirs]),
         other => panic!("expected LeaseLost, got {other:?}"),
@@ -219,7 +299,9 @@ async fn partial_acknowledgement_completes_live_leases_and_reports_lost_ones(eng
 }
 
 async fn a_worker_without_a_live_lease_changes_nothing(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let id = f.enqueue("t", "1").await;
     f.store.claim_batch("w1", 1, None).await.unwrap();
     let before = f.store.get(id).await.unwrap();
@@ -238,7 +320,9 @@ async fn a_worker_without_a_live_lease_changes_nothing(engine: Engine) {
 }
 
 async fn unknown_ids_are_not_found(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     for result in [
         f.store.get(999).await.map(|_| ()),
         f.store.mark_success(999, "w").await,
@@ -254,83 +338,151 @@ async fn unknown_ids_are_not_found(engine: Engine) {
 }
 
 async fn mark_retry_uses_the_backoff_of_the_retry_policy(engine: Engine) {
-    let retry = RetryPolicy { base_seconds: 4.0, factor: 3.0, jitter: 0.0, ..Default::default() };
-    let Some(f) = Fixture::with_retry(engine, retry).await else { return };
+    let retry = RetryPolicy {
+        base_seconds: 4.0,
+        factor: 3.0,
+        jitter: 0.0,
+        ..Default::default()
+    };
+    let Some(f) = Fixture::with_retry(engine, retry).await else {
+        return;
+    };
     let id = f.enqueue("t", "1").await;
     let mut expected_delays = vec![4, 12, 36].into_iter();
     for attempt in 1..=3 {
         let claimed = f.store.claim_batch("w", 1, None).await.unwrap();
         assert_eq!((claimed[0].id, claimed[0].attempts), (id, attempt));
-        let status = f.store.mark_retry(id, "w", None, &format!("boom {attempt}")).await.unwrap();
+        let status = f
+            .store
+            .mark_retry(id, "w", None, &format!("boom {attempt}"))
+            .await
+            .unwrap();
         assert_eq!(status, OutboxStatus::Pending);
         let item = f.store.get(id).await.unwrap();
         let delay = expected_delays.next().unwrap();
         let now = f.db.clock.now_for_tests();
         assert_eq!(item.run_at, now + Duration::seconds(delay));
-        assert_eq!(item.last_error.as_deref(), Some(format!("boom {attempt}").as_str()));
-        assert!(f.store.claim_batch("w", 1, None).await.unwrap().is_empty(), "not due yet");
+        assert_eq!(
+            item.last_error.as_deref(),
+            Some(format!("boom {attempt}").as_str())
+        );
+        assert!(
+            f.store.claim_batch("w", 1, None).await.unwrap().is_empty(),
+            "not due yet"
+        );
         f.advance(delay);
     }
 }
 
 async fn mark_retry_dead_letters_when_attempts_are_used_up(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
-    let id = f.store.enqueue(NewItem { max_attempts: Some(2), ..NewItem::new("t", "1") }).await.unwrap();
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    let id = f
+        .store
+        .enqueue(NewItem {
+            max_attempts: Some(2),
+            ..NewItem::new("t", "1")
+        })
+        .await
+        .unwrap();
     f.store.claim_batch("w", 1, None).await.unwrap();
-    assert_eq!(f.store.mark_retry(id, "w", None, "first").await.unwrap(), OutboxStatus::Pending);
+    assert_eq!(
+        f.store.mark_retry(id, "w", None, "first").await.unwrap(),
+        OutboxStatus::Pending
+    );
     f.advance(3600);
     f.store.claim_batch("w", 1, None).await.unwrap();
-    assert_eq!(f.store.mark_retry(id, "w", None, "second").await.unwrap(), OutboxStatus::Failed);
+    assert_eq!(
+        f.store.mark_retry(id, "w", None, "second").await.unwrap(),
+        OutboxStatus::Failed
+    );
     let item = f.store.get(id).await.unwrap();
     assert_eq!(item.status, OutboxStatus::Failed);
     assert_eq!(item.last_error.as_deref(), Some("second"));
     f.advance(3600);
-    assert!(f.store.claim_batch("w", 1, None).await.unwrap().is_empty(), "dead letters stay put");
+    assert!(
+        f.store.claim_batch("w", 1, None).await.unwrap().is_empty(),
+        "dead letters stay put"
+    );
 }
 
 async fn mark_retry_honours_an_explicit_next_attempt(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let id = f.enqueue("t", "1").await;
     f.store.claim_batch("w", 1, None).await.unwrap();
     let at = common::epoch() + Duration::seconds(500);
-    f.store.mark_retry(id, "w", Some(at), "later").await.unwrap();
+    f.store
+        .mark_retry(id, "w", Some(at), "later")
+        .await
+        .unwrap();
     assert_eq!(f.store.get(id).await.unwrap().run_at, at);
 }
 
 async fn mark_failed_dead_letters_at_once(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let id = f.enqueue("t", "1").await;
     f.store.claim_batch("w", 1, None).await.unwrap();
     f.store.mark_failed(id, "w", "PERMANENT").await.unwrap();
     let item = f.store.get(id).await.unwrap();
-    assert_eq!((item.status, item.last_error.as_deref()), (OutboxStatus::Failed, Some("PERMANENT")));
+    assert_eq!(
+        (item.status, item.last_error.as_deref()),
+        (OutboxStatus::Failed, Some("PERMANENT"))
+    );
     assert_eq!(f.store.stats().await.unwrap()["failed"], 1);
 }
 
 async fn extend_lease_keeps_the_item_and_expires_later(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let id = f.enqueue("t", "1").await;
     f.store.claim_batch("w", 1, None).await.unwrap();
     f.advance(20);
-    let expires = f.store.extend_lease(id, "w", Some(Duration::seconds(100))).await.unwrap();
+    let expires = f
+        .store
+        .extend_lease(id, "w", Some(Duration::seconds(100)))
+        .await
+        .unwrap();
     assert_eq!(expires, common::epoch() + Duration::seconds(120));
     f.advance(60);
     assert_eq!(f.store.reap_stale(Duration::seconds(600)).await.unwrap(), 0);
     f.store.mark_success(id, "w").await.unwrap();
-    let err = f.store.extend_lease(id, "w", Some(Duration::seconds(-1))).await.unwrap_err();
+    let err = f
+        .store
+        .extend_lease(id, "w", Some(Duration::seconds(-1)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "config_error");
 }
 
 async fn reaper_recovers_expired_leases(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let retryable = f.enqueue("t", "1").await;
-    let exhausted = f.store.enqueue(NewItem { max_attempts: Some(1), ..NewItem::new("t", "2") }).await.unwrap();
+    let exhausted = f
+        .store
+        .enqueue(NewItem {
+            max_attempts: Some(1),
+            ..NewItem::new("t", "2")
+        })
+        .await
+        .unwrap();
     let live = f.enqueue("t", "3").await;
     f.store.claim_batch("dead-worker", 2, None).await.unwrap();
     f.advance(20);
     f.store.claim_batch("alive-worker", 1, None).await.unwrap();
     let reaper = OutboxReaper::new(f.store.clone(), Duration::seconds(600));
-    assert_eq!(reaper.reap_stale_items().await.unwrap(), 0, "no lease has expired yet");
+    assert_eq!(
+        reaper.reap_stale_items().await.unwrap(),
+        0,
+        "no lease has expired yet"
+    );
     f.advance(11);
     assert_eq!(reaper.reap_stale_items().await.unwrap(), 2);
     let item = f.store.get(retryable).await.unwrap();
@@ -340,26 +492,44 @@ async fn reaper_recovers_expired_leases(engine: Engine) {
     assert_eq!(f.status(exhausted).await, OutboxStatus::Failed);
     assert_eq!(f.status(live).await, OutboxStatus::Processing);
     let reclaimed = f.store.claim_batch("w", 10, None).await.unwrap();
-    assert_eq!((ids(&reclaimed), reclaimed[0].attempts), (vec![retryable], 2));
+    assert_eq!(
+        (ids(&reclaimed), reclaimed[0].attempts),
+        (vec![retryable], 2)
+    );
 }
 
 async fn dedupe_key_returns_the_existing_live_item(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
-    let keyed = |payload: &str| NewItem { dedupe_key: Some("order-7".into()), ..NewItem::new("t", payload) };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    let keyed = |payload: &str| NewItem {
+        dedupe_key: Some("order-7".into()),
+        ..NewItem::new("t", payload)
+    };
     let first = f.store.enqueue(keyed("1")).await.unwrap();
     assert_eq!(f.store.enqueue(keyed("2")).await.unwrap(), first);
-    let batch = f.store.enqueue_many(vec![keyed("3"), NewItem::new("t", "4")]).await.unwrap();
+    let batch = f
+        .store
+        .enqueue_many(vec![keyed("3"), NewItem::new("t", "4")])
+        .await
+        .unwrap();
     assert_eq!(batch[0], first);
     assert_eq!(f.store.get(first).await.unwrap().payload, "1");
     f.store.claim_batch("w", 1, None).await.unwrap();
-    assert_eq!(f.store.enqueue(keyed("5")).await.unwrap(), first, "processing is still live");
+    assert_eq!(
+        f.store.enqueue(keyed("5")).await.unwrap(),
+        first,
+        "processing is still live"
+    );
     f.store.mark_success(first, "w").await.unwrap();
     let next = f.store.enqueue(keyed("6")).await.unwrap();
     assert_ne!(next, first, "a completed item no longer holds its key");
 }
 
 async fn requeue_requeue_failed_and_purge(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let a = f.enqueue("a", "1").await;
     let b = f.enqueue("b", "2").await;
     let c = f.enqueue("a", "3").await;
@@ -376,14 +546,32 @@ async fn requeue_requeue_failed_and_purge(engine: Engine) {
     assert_eq!(f.status(b).await, OutboxStatus::Pending);
 
     f.advance(100);
-    assert_eq!(f.store.purge(Duration::seconds(200), &[OutboxStatus::Completed]).await.unwrap(), 0);
-    assert_eq!(f.store.purge(Duration::seconds(50), &[OutboxStatus::Completed]).await.unwrap(), 1);
+    assert_eq!(
+        f.store
+            .purge(Duration::seconds(200), &[OutboxStatus::Completed])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        f.store
+            .purge(Duration::seconds(50), &[OutboxStatus::Completed])
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(f.store.get(c).await.unwrap_err().code(), "not_found");
-    assert_eq!(f.store.stats().await.unwrap()["pending"], 2, "purge keeps other statuses");
+    assert_eq!(
+        f.store.stats().await.unwrap()["pending"],
+        2,
+        "purge keeps other statuses"
+    );
 }
 
 async fn release_returns_unstarted_items_without_counting_the_attempt(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let id = f.enqueue("t", "1").await;
     f.store.claim_batch("w", 1, None).await.unwrap();
     assert_eq!(f.store.release(&[id], "other").await.unwrap(), 0);
@@ -393,26 +581,52 @@ async fn release_returns_unstarted_items_without_counting_the_attempt(engine: En
 }
 
 async fn bad_input_is_rejected_before_anything_is_written(engine: Engine) {
-    let Some(f) = Fixture::new(engine).await else { return };
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
     let err = f.store.claim_batch("w", -1, None).await.unwrap_err();
     assert_eq!(err.code(), "config_error");
     assert!(err.to_string().contains("-1"), "{err}");
     let huge = format!("\"{}\"", "x".repeat(1024 * 1024));
-    let err = f.store.enqueue_many(vec![NewItem::new("t", "1"), NewItem::new("t", huge)]).await.unwrap_err();
+    let err = f
+        .store
+        .enqueue_many(vec![NewItem::new("t", "1"), NewItem::new("t", huge)])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "config_error");
     assert!(err.to_string().contains("1048578 bytes"), "{err}");
     let err = f.store.enqueue(NewItem::new("", "1")).await.unwrap_err();
     assert_eq!(err.code(), "config_error");
-    let err = f.store.enqueue(NewItem { max_attempts: Some(0), ..NewItem::new("t", "1") }).await.unwrap_err();
+    let err = f
+        .store
+        .enqueue(NewItem {
+            max_attempts: Some(0),
+            ..NewItem::new("t", "1")
+        })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("max_attempts"), "{err}");
-    let err = f.store.enqueue(NewItem { delay: Duration::seconds(-5), ..NewItem::new("t", "1") }).await.unwrap_err();
+    let err = f
+        .store
+        .enqueue(NewItem {
+            delay: Duration::seconds(-5),
+            ..NewItem::new("t", "1")
+        })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("delay_seconds"), "{err}");
     let stats = f.store.stats().await.unwrap();
-    assert_eq!(stats.values().sum::<i64>(), 0, "nothing was written: {stats:?}");
+    assert_eq!(
+        stats.values().sum::<i64>(),
+        0,
+        "nothing was written: {stats:?}"
+    );
 }
 
 async fn concurrent_migrations_are_safe(engine: Engine) {
-    let Some(db) = Database::fresh(engine).await else { return };
+    let Some(db) = Database::fresh(engine).await else {
+        return;
+    };
     let db = Arc::new(db);
     let opens = (0..4).map(|_| {
         let db = db.clone();

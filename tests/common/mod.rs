@@ -2,8 +2,8 @@
 //! on PostgreSQL when `HEADRACE_TEST_PG_URL` is set (always under `CI=true`).
 #![allow(dead_code)]
 
-use chrono::{DateTime, TimeZone, Utc};
 use _core::clock::ManualClock;
+use chrono::{DateTime, TimeZone, Utc};
 use std::sync::Arc;
 
 /// Where PostgreSQL tests run, or `None` to skip them (never under CI).
@@ -45,14 +45,19 @@ impl Database {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Some(Database { engine, url, clock, _dir: Some(dir) })
+                Some(Database {
+                    engine,
+                    url,
+                    clock,
+                    _dir: Some(dir),
+                })
             }
             Engine::Postgres => {
                 let admin = pg_admin_url()?;
                 let schema = format!("headrace_test_{}", unique_suffix());
-                let pool = sqlx::PgPool::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL test server unreachable at {admin}: {e}"));
+                let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL test server unreachable at {admin}: {e}")
+                });
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
                     .execute(&pool)
                     .await
@@ -60,7 +65,12 @@ impl Database {
                 pool.close().await;
                 let sep = if admin.contains('?') { '&' } else { '?' };
                 let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-                Some(Database { engine, url, clock, _dir: None })
+                Some(Database {
+                    engine,
+                    url,
+                    clock,
+                    _dir: None,
+                })
             }
         }
     }
@@ -78,7 +88,12 @@ fn unique_suffix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{}_{}_{}", std::process::id(), nanos % 1_000_000_000, COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Declares each listed `async fn case(engine: Engine)` as a test on SQLite and on PostgreSQL.
