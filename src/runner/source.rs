@@ -24,6 +24,7 @@ pub trait EntitySource: Send {
 pub struct IterSource<I> {
     iter: I,
     batch: usize,
+    pending: Option<Error>,
 }
 
 impl<I> IterSource<I>
@@ -35,6 +36,7 @@ where
         IterSource {
             iter,
             batch: batch.max(1),
+            pending: None,
         }
     }
 }
@@ -45,9 +47,20 @@ where
     I: Iterator<Item = Result<String>> + Send,
 {
     async fn next_batch(&mut self) -> Result<Option<Vec<String>>> {
+        if let Some(error) = self.pending.take() {
+            return Err(error);
+        }
         let mut out = Vec::with_capacity(self.batch);
         for item in self.iter.by_ref() {
-            out.push(item?);
+            match item {
+                Ok(entity) => out.push(entity),
+                Err(error) if out.is_empty() => return Err(error),
+                // What was produced before the failure is still delivered.
+                Err(error) => {
+                    self.pending = Some(error);
+                    break;
+                }
+            }
             if out.len() == self.batch {
                 break;
             }
@@ -61,6 +74,7 @@ pub struct ValueSource<I> {
     iter: I,
     run_id: String,
     position: u64,
+    pending: Option<Error>,
 }
 
 impl<I> ValueSource<I>
@@ -73,6 +87,7 @@ where
             iter,
             run_id: run_id.into(),
             position: 0,
+            pending: None,
         }
     }
 }
@@ -83,10 +98,23 @@ where
     I: Iterator<Item = Result<Value>> + Send,
 {
     async fn next_batch(&mut self) -> Result<Option<Vec<String>>> {
+        if let Some(error) = self.pending.take() {
+            return Err(error);
+        }
         let mut out = Vec::with_capacity(DEFAULT_BATCH);
         for item in self.iter.by_ref() {
-            let mut value = item?;
-            stamp_run_id(&mut value, &self.run_id, self.position)?;
+            let stamped = item.and_then(|mut value| {
+                stamp_run_id(&mut value, &self.run_id, self.position).map(|()| value)
+            });
+            let value = match stamped {
+                Ok(value) => value,
+                Err(error) if out.is_empty() => return Err(error),
+                // What was produced before the failure is still delivered.
+                Err(error) => {
+                    self.pending = Some(error);
+                    break;
+                }
+            };
             self.position += 1;
             out.push(value.to_string());
             if out.len() == DEFAULT_BATCH {
