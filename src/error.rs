@@ -57,7 +57,10 @@ impl Error {
 
     /// Whether retrying the same operation later may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::StoreUnavailable(_) | Error::IngestUnavailable(_))
+        matches!(
+            self,
+            Error::StoreUnavailable(_) | Error::IngestUnavailable(_)
+        )
     }
 
     /// Shorthand for a configuration error.

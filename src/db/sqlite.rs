@@ -46,7 +46,10 @@ impl SqliteDb {
         open_result
             .recv()
             .map_err(|_| Error::Store("the SQLite thread stopped while opening".into()))??;
-        Ok(SqliteDb { jobs: Mutex::new(Some(jobs)), path: path.to_string() })
+        Ok(SqliteDb {
+            jobs: Mutex::new(Some(jobs)),
+            path: path.to_string(),
+        })
     }
 
     /// The file path this handle was opened on.
@@ -85,7 +88,10 @@ impl SqliteDb {
     }
 
     fn closed_error(&self) -> Error {
-        Error::Store(format!("the SQLite database {:?} is closed: connect again to use it", self.path))
+        Error::Store(format!(
+            "the SQLite database {:?} is closed: connect again to use it",
+            self.path
+        ))
     }
 }
 

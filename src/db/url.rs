@@ -31,7 +31,9 @@ impl DatabaseUrl {
                         "SQLite URL {raw:?} names no file: use sqlite:///abs/path.db or sqlite://rel/path.db"
                     )));
                 }
-                Ok(DatabaseUrl::Sqlite { path: path.to_string() })
+                Ok(DatabaseUrl::Sqlite {
+                    path: path.to_string(),
+                })
             }
             "postgres" | "postgresql" => {
                 let parsed = ::url::Url::parse(raw).map_err(|e| {
@@ -45,7 +47,9 @@ impl DatabaseUrl {
                         redact(raw)
                     )));
                 }
-                Ok(DatabaseUrl::Postgres { url: raw.to_string() })
+                Ok(DatabaseUrl::Postgres {
+                    url: raw.to_string(),
+                })
             }
             "memory" => Ok(DatabaseUrl::Memory),
             other => Err(Error::config(format!(
@@ -75,22 +79,31 @@ mod tests {
     fn sqlite_urls_select_a_path() {
         assert_eq!(
             DatabaseUrl::parse("sqlite:///tmp/a.db").unwrap(),
-            DatabaseUrl::Sqlite { path: "/tmp/a.db".into() }
+            DatabaseUrl::Sqlite {
+                path: "/tmp/a.db".into()
+            }
         );
         assert_eq!(
             DatabaseUrl::parse("sqlite://rel/a.db").unwrap(),
-            DatabaseUrl::Sqlite { path: "rel/a.db".into() }
+            DatabaseUrl::Sqlite {
+                path: "rel/a.db".into()
+            }
         );
         assert_eq!(
             DatabaseUrl::parse("sqlite::memory:").unwrap(),
-            DatabaseUrl::Sqlite { path: ":memory:".into() }
+            DatabaseUrl::Sqlite {
+                path: ":memory:".into()
+            }
         );
     }
 
     #[test]
     fn postgres_urls_are_kept_verbatim() {
         let url = "postgresql://postgres@127.0.0.1:5432/test";
-        assert_eq!(DatabaseUrl::parse(url).unwrap(), DatabaseUrl::Postgres { url: url.into() });
+        assert_eq!(
+            DatabaseUrl::parse(url).unwrap(),
+            DatabaseUrl::Postgres { url: url.into() }
+        );
     }
 
     #[test]

@@ -114,7 +114,11 @@ impl NewItem {
     }
 
     /// Checks the item against `config` and resolves its run time and attempt limit.
-    pub(crate) fn resolve(&self, config: &OutboxConfig, now: DateTime<Utc>) -> Result<(DateTime<Utc>, i32)> {
+    pub(crate) fn resolve(
+        &self,
+        config: &OutboxConfig,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, i32)> {
         if self.topic.trim().is_empty() {
             return Err(Error::config("topic must be a non-empty string"));
         }
@@ -134,7 +138,9 @@ impl NewItem {
         }
         let max_attempts = self.max_attempts.unwrap_or(config.retry.max_attempts);
         if max_attempts < 1 {
-            return Err(Error::config(format!("max_attempts must be >= 1, got {max_attempts}")));
+            return Err(Error::config(format!(
+                "max_attempts must be >= 1, got {max_attempts}"
+            )));
         }
         Ok((self.run_at.unwrap_or(now + self.delay), max_attempts))
     }

@@ -40,7 +40,11 @@ pub(crate) fn unacknowledged(
     existing: &[i64],
     worker_id: &str,
 ) -> Result<()> {
-    let missing: Vec<i64> = requested.iter().copied().filter(|id| !acknowledged.contains(id)).collect();
+    let missing: Vec<i64> = requested
+        .iter()
+        .copied()
+        .filter(|id| !acknowledged.contains(id))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -48,10 +52,11 @@ pub(crate) fn unacknowledged(
         return Err(not_found(*unknown));
     }
     let mut err = lease_lost(&missing, worker_id);
-    if let Error::LeaseLost { message, .. } = &mut err {
-        if !acknowledged.is_empty() {
-            message.push_str(&format!(" ({} other item(s) were acknowledged)", acknowledged.len()));
-        }
+    if let Error::LeaseLost { message, .. } = &mut err
+        && !acknowledged.is_empty()
+    {
+        let note = format!(" ({} other item(s) were acknowledged)", acknowledged.len());
+        message.push_str(&note);
     }
     Err(err)
 }

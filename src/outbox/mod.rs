@@ -153,12 +153,12 @@ pub async fn connect(
 ) -> Result<Arc<dyn OutboxStore>> {
     config.validate()?;
     match DatabaseUrl::parse(url)? {
-        DatabaseUrl::Sqlite { path } => {
-            Ok(Arc::new(sqlite::OptimisticClaimOutboxStore::open(&path, config, migrate).await?))
-        }
-        DatabaseUrl::Postgres { url } => {
-            Ok(Arc::new(postgres::SkipLockedClaimOutboxStore::connect(&url, config, migrate).await?))
-        }
+        DatabaseUrl::Sqlite { path } => Ok(Arc::new(
+            sqlite::OptimisticClaimOutboxStore::open(&path, config, migrate).await?,
+        )),
+        DatabaseUrl::Postgres { url } => Ok(Arc::new(
+            postgres::SkipLockedClaimOutboxStore::connect(&url, config, migrate).await?,
+        )),
         DatabaseUrl::Memory => Err(Error::config(
             "the outbox has no memory:// store: use sqlite:///path.db (embedded) or postgres://…",
         )),
@@ -170,12 +170,13 @@ pub fn seconds(what: &str, value: f64, allow_zero: bool) -> Result<Duration> {
     let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0));
     if !ok {
         let bound = if allow_zero { ">= 0" } else { "> 0" };
-        return Err(Error::config(format!("{what} must be a finite number {bound}, got {value}")));
+        return Err(Error::config(format!(
+            "{what} must be a finite number {bound}, got {value}"
+        )));
     }
     Ok(Duration::microseconds((value * 1_000_000.0).round() as i64))
 }
 
 pub(crate) fn check_limit(limit: i64) -> Result<usize> {
-    usize::try_from(limit)
-        .map_err(|_| Error::config(format!("limit must be >= 0, got {limit}")))
+    usize::try_from(limit).map_err(|_| Error::config(format!("limit must be >= 0, got {limit}")))
 }

@@ -145,7 +145,10 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             };
             ids.push(id);
         }
-        sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -201,10 +204,11 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         if acknowledged.len() == item_ids.len() {
             return Ok(());
         }
-        let existing: Vec<i64> = sqlx::query_scalar("SELECT id FROM headrace_outbox WHERE id = ANY($1)")
-            .bind(item_ids)
-            .fetch_all(&self.pool)
-            .await?;
+        let existing: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM headrace_outbox WHERE id = ANY($1)")
+                .bind(item_ids)
+                .fetch_all(&self.pool)
+                .await?;
         unacknowledged(item_ids, &acknowledged, &existing, worker_id)
     }
 
@@ -265,18 +269,23 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     ) -> Result<DateTime<Utc>> {
         let by = by.unwrap_or(self.config.lease);
         if by <= Duration::zero() {
-            return Err(Error::config(format!("lease seconds must be > 0, got {}", by.as_seconds_f64())));
+            return Err(Error::config(format!(
+                "lease seconds must be > 0, got {}",
+                by.as_seconds_f64()
+            )));
         }
         let now = self.now();
         let expires = now + by;
         let mut tx = self.pool.begin().await?;
         check_live_lease(read_lease(&mut tx, item_id).await?, item_id, worker_id, now)?;
-        sqlx::query("UPDATE headrace_outbox SET lease_expires_at = $1, updated_at = $2 WHERE id = $3")
-            .bind(expires)
-            .bind(now)
-            .bind(item_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE headrace_outbox SET lease_expires_at = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(expires)
+        .bind(now)
+        .bind(item_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(expires)
     }
@@ -299,19 +308,28 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     }
 
     async fn get(&self, item_id: i64) -> Result<OutboxItem> {
-        let row = sqlx::query(concat!("SELECT ", item_columns!(), " FROM headrace_outbox o WHERE o.id = $1"))
-            .bind(item_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(read_item).transpose()?.ok_or_else(|| not_found(item_id))
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM headrace_outbox o WHERE o.id = $1"
+        ))
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(read_item)
+            .transpose()?
+            .ok_or_else(|| not_found(item_id))
     }
 
     async fn stats(&self) -> Result<BTreeMap<String, i64>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM headrace_outbox GROUP BY status")
             .fetch_all(&self.pool)
             .await?;
-        let mut counts: BTreeMap<String, i64> =
-            OutboxStatus::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+        let mut counts: BTreeMap<String, i64> = OutboxStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
         for row in rows {
             counts.insert(row.try_get("status")?, row.try_get("n")?);
         }
@@ -333,7 +351,11 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             )),
             _ => Error::from(e),
         })?;
-        if done.rows_affected() == 0 { Err(not_found(item_id)) } else { Ok(()) }
+        if done.rows_affected() == 0 {
+            Err(not_found(item_id))
+        } else {
+            Ok(())
+        }
     }
 
     async fn requeue_failed(&self, topic: Option<&str>) -> Result<u64> {
@@ -353,11 +375,12 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             return Err(Error::config("older_than_seconds must be >= 0"));
         }
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-        let done = sqlx::query("DELETE FROM headrace_outbox WHERE status = ANY($1) AND updated_at < $2")
-            .bind(&statuses)
-            .bind(self.now() - older_than)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM headrace_outbox WHERE status = ANY($1) AND updated_at < $2")
+                .bind(&statuses)
+                .bind(self.now() - older_than)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected())
     }
 

@@ -16,7 +16,10 @@ impl OutboxReaper {
     /// A reaper over `store`; items in `processing` with no lease at all are reaped once they
     /// have not been touched for `stale_threshold`.
     pub fn new(store: Arc<dyn OutboxStore>, stale_threshold: Duration) -> Self {
-        OutboxReaper { store, stale_threshold }
+        OutboxReaper {
+            store,
+            stale_threshold,
+        }
     }
 
     /// Reaps once; returns how many items were recovered.

@@ -21,7 +21,13 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 5, base_seconds: 2.0, factor: 2.0, max_seconds: 3600.0, jitter: 0.1 }
+        RetryPolicy {
+            max_attempts: 5,
+            base_seconds: 2.0,
+            factor: 2.0,
+            max_seconds: 3600.0,
+            jitter: 0.1,
+        }
     }
 }
 
@@ -29,7 +35,9 @@ impl RetryPolicy {
     /// Checks the fields, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, value: f64, rule: &str| {
-            Err(Error::config(format!("RetryPolicy.{field} must be {rule}, got {value}")))
+            Err(Error::config(format!(
+                "RetryPolicy.{field} must be {rule}, got {value}"
+            )))
         };
         if self.max_attempts < 1 {
             return bad("max_attempts", self.max_attempts as f64, ">= 1");
@@ -78,24 +86,50 @@ mod tests {
 
     #[test]
     fn delay_grows_exponentially_then_caps() {
-        let policy = RetryPolicy { base_seconds: 2.0, factor: 3.0, max_seconds: 40.0, jitter: 0.0, ..Default::default() };
+        let policy = RetryPolicy {
+            base_seconds: 2.0,
+            factor: 3.0,
+            max_seconds: 40.0,
+            jitter: 0.0,
+            ..Default::default()
+        };
         let delays: Vec<f64> = (1..=5).map(|a| policy.delay(a).as_seconds_f64()).collect();
         assert_eq!(delays, vec![2.0, 6.0, 18.0, 40.0, 40.0]);
     }
 
     #[test]
     fn jitter_stays_within_its_band() {
-        let policy = RetryPolicy { base_seconds: 10.0, jitter: 0.2, ..Default::default() };
+        let policy = RetryPolicy {
+            base_seconds: 10.0,
+            jitter: 0.2,
+            ..Default::default()
+        };
         let delays: Vec<f64> = (0..200).map(|_| policy.delay(1).as_seconds_f64()).collect();
-        assert!(delays.iter().all(|d| (8.0..=12.0).contains(d)), "{delays:?}");
-        assert!(delays.iter().any(|d| (d - 10.0).abs() > 0.01), "jitter never moved the delay");
+        assert!(
+            delays.iter().all(|d| (8.0..=12.0).contains(d)),
+            "{delays:?}"
+        );
+        assert!(
+            delays.iter().any(|d| (d - 10.0).abs() > 0.01),
+            "jitter never moved the delay"
+        );
     }
 
     #[test]
     fn invalid_fields_are_named() {
-        let err = RetryPolicy { factor: 0.5, ..Default::default() }.validate().unwrap_err();
+        let err = RetryPolicy {
+            factor: 0.5,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("factor"), "{err}");
-        let err = RetryPolicy { max_attempts: 0, ..Default::default() }.validate().unwrap_err();
+        let err = RetryPolicy {
+            max_attempts: 0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("max_attempts"), "{err}");
     }
 }

@@ -223,7 +223,8 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                          WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'processing' \
                          AND lease_owner = ?3 AND lease_expires_at > ?1 RETURNING id",
                     )?;
-                    let rows = ack.query_map(params![now, ids_json(&ids), worker_id], |r| r.get(0))?;
+                    let rows =
+                        ack.query_map(params![now, ids_json(&ids), worker_id], |r| r.get(0))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
                 let outcome = if acknowledged.len() == ids.len() {
@@ -263,7 +264,13 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                      THEN ?2 ELSE run_at END, last_error = ?3, lease_owner = NULL, \
                      lease_expires_at = NULL, updated_at = ?4 WHERE id = ?5",
                 )?
-                .execute(params![status.as_str(), to_us(run_at), error, to_us(now), item_id])?;
+                .execute(params![
+                    status.as_str(),
+                    to_us(run_at),
+                    error,
+                    to_us(now),
+                    item_id
+                ])?;
                 tx.commit()?;
                 Ok(status)
             })
@@ -297,7 +304,10 @@ impl OutboxStore for OptimisticClaimOutboxStore {
     ) -> Result<DateTime<Utc>> {
         let by = by.unwrap_or(self.config.lease);
         if by <= Duration::zero() {
-            return Err(Error::config(format!("lease seconds must be > 0, got {}", by.as_seconds_f64())));
+            return Err(Error::config(format!(
+                "lease seconds must be > 0, got {}",
+                by.as_seconds_f64()
+            )));
         }
         let now = self.now();
         let expires = now + by;
@@ -341,10 +351,12 @@ impl OutboxStore for OptimisticClaimOutboxStore {
     async fn get(&self, item_id: i64) -> Result<OutboxItem> {
         self.db
             .call(move |conn| {
-                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM headrace_outbox WHERE id = ?1"))?
-                    .query_row([item_id], read_item)
-                    .optional()?
-                    .ok_or_else(|| not_found(item_id))
+                conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM headrace_outbox WHERE id = ?1"
+                ))?
+                .query_row([item_id], read_item)
+                .optional()?
+                .ok_or_else(|| not_found(item_id))
             })
             .await
     }
@@ -352,10 +364,13 @@ impl OutboxStore for OptimisticClaimOutboxStore {
     async fn stats(&self) -> Result<BTreeMap<String, i64>> {
         self.db
             .call(|conn| {
-                let mut counts: BTreeMap<String, i64> =
-                    OutboxStatus::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
-                let mut stmt = conn
-                    .prepare_cached("SELECT status, COUNT(*) FROM headrace_outbox GROUP BY status")?;
+                let mut counts: BTreeMap<String, i64> = OutboxStatus::ALL
+                    .iter()
+                    .map(|s| (s.as_str().to_string(), 0))
+                    .collect();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT status, COUNT(*) FROM headrace_outbox GROUP BY status",
+                )?;
                 let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
                 for row in rows {
                     let (status, count) = row?;
@@ -403,8 +418,9 @@ impl OutboxStore for OptimisticClaimOutboxStore {
             return Err(Error::config("older_than_seconds must be >= 0"));
         }
         let cutoff = to_us(self.now() - older_than);
-        let statuses = serde_json::to_string(&statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-            .expect("statuses encode");
+        let statuses =
+            serde_json::to_string(&statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+                .expect("statuses encode");
         self.db
             .call(move |conn| {
                 let deleted = conn
@@ -443,7 +459,9 @@ impl OutboxStore for OptimisticClaimOutboxStore {
 
 fn requeue_conflict(err: rusqlite::Error, item_id: i64) -> Error {
     match err {
-        rusqlite::Error::SqliteFailure(code, _) if code.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(code, _)
+            if code.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             Error::config(format!(
                 "outbox item {item_id} cannot be requeued: another pending item has the same dedupe_key"
             ))

@@ -1,0 +1,16 @@
+//! The binding layer: the only code that imports pyo3. Thin `#[pyclass]` wrappers over the
+//! core, one error mapping, JSON conversion and runtime glue.
+
+pub(crate) mod errors;
+pub(crate) mod json;
+mod outbox;
+pub(crate) mod runtime;
+
+use pyo3::prelude::*;
+
+/// Adds every binding to the `headrace._core` module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    outbox::register(m)?;
+    Ok(())
+}
