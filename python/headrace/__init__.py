@@ -1,12 +1,14 @@
 """headrace: a Rust runtime for moving data in and out of external services.
 
-Pillars: the transactional outbox (``headrace.outbox``), the policy runner, the state backend
+Pillars: the transactional outbox (``headrace.outbox``), the policy runner (``headrace.runner``,
+``Backend`` and ``PolicyManager``), the state backend
 and the exception hierarchy (``headrace.errors``).
 """
 
 from __future__ import annotations
 
 from headrace._core import __version__
+from headrace.backend import Backend, Metadata
 from headrace.errors import (
     ConfigError,
     HeadraceError,
@@ -29,8 +31,30 @@ from headrace.outbox import (
     RetryPolicy,
     SkipLockedClaimOutboxStore,
 )
+from headrace.runner import (
+    Config,
+    DryRunSink,
+    NullSink,
+    OutboxSink,
+    Policy,
+    PolicyManager,
+    Run,
+    RunSource,
+    RunStatus,
+)
 
 __all__ = [
+    "Backend",
+    "Config",
+    "DryRunSink",
+    "Metadata",
+    "NullSink",
+    "OutboxSink",
+    "Policy",
+    "PolicyManager",
+    "Run",
+    "RunSource",
+    "RunStatus",
     "ConfigError",
     "HeadraceError",
     "IngestError",

@@ -4,6 +4,7 @@
 pub(crate) mod errors;
 pub(crate) mod json;
 mod outbox;
+mod runner;
 pub(crate) mod runtime;
 
 use pyo3::prelude::*;
@@ -12,5 +13,6 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     outbox::register(m)?;
+    runner::register(m)?;
     Ok(())
 }

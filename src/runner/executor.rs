@@ -396,10 +396,7 @@ impl IngestHandle {
     /// returned, mapped to the ingest hierarchy (`IngestRejected`, `IngestUnavailable`, or the
     /// base `Ingest` for anything unexpected).
     pub async fn ingest(&self, produce: Producer) -> Result<Run> {
-        let outcome = self
-            .executor
-            .execute(&self.target, RunSource::Callback, produce)
-            .await?;
+        let outcome = self.ingest_outcome(produce).await?;
         match outcome.error {
             None => Ok(outcome.run),
             Some(error) => Err(match error {
@@ -407,6 +404,14 @@ impl IngestHandle {
                 other => Error::Ingest(other.to_string()),
             }),
         }
+    }
+
+    /// Runs `produce` as a callback run and returns how it ended (the `ingest_sink` protocol,
+    /// which reports failures instead of raising them).
+    pub async fn ingest_outcome(&self, produce: Producer) -> Result<RunOutcome> {
+        self.executor
+            .execute(&self.target, RunSource::Callback, produce)
+            .await
     }
 
     /// Records a FAILED callback run with `reason` (the callback's `error=`).
