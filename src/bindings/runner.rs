@@ -994,13 +994,16 @@ impl PyRun {
 
     fn __repr__(&self) -> String {
         format!(
-            "Run(id={:?}, policy_id={:?}, status={:?}, source={:?}, entity_count={}, reason={:?})",
+            "Run(id={:?}, policy_id={:?}, status={:?}, source={:?}, entity_count={}, reason={})",
             self.run.id,
             self.run.policy_id,
             self.run.status.as_str(),
             self.run.source.as_str(),
             self.run.entity_count,
-            self.run.reason
+            self.run
+                .reason
+                .as_ref()
+                .map_or_else(|| "None".to_string(), |r| format!("{r:?}"))
         )
     }
 }

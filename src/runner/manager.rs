@@ -237,6 +237,12 @@ impl PolicyManager {
         }
         if schedule {
             for entry in &prepared {
+                if matches!(entry.schedule, Schedule::Once) {
+                    // Started here, not in a task, so that the run is in flight (and counted)
+                    // by the time start_policies returns.
+                    tick(&self.inner, &entry.spec.name)?;
+                    continue;
+                }
                 let task = tokio::spawn(schedule_loop(
                     Arc::downgrade(&self.inner),
                     entry.spec.name.clone(),
