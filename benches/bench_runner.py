@@ -32,7 +32,7 @@ import uuid
 CHUNK_BYTES = 3 * 1024 * 1024
 
 BACKEND_MODULE = textwrap.dedent(
-    '''
+    """
     from headrace import Backend, Metadata
 
     ENTITIES = []  # set by the benchmark for the throughput run
@@ -64,7 +64,7 @@ BACKEND_MODULE = textwrap.dedent(
             if policy.config.mode == "prebuilt":
                 return iter(ENTITIES)
             return (device(i) for i in range(policy.config.count))
-    '''
+    """
 )
 
 
@@ -76,14 +76,21 @@ def install_backend(directory: str) -> None:
 
 def baseline(entities: list[dict], run_id: str) -> tuple[int, int]:
     """orb-worker-style pure Python: stamp run_id (copy), size each entity, pack, dump chunks."""
-    metadata = {"policy_name": "bench", "worker_backend": "bench", "app_name": "bench",
-                "app_version": "1.0", "run_id": run_id}
+    metadata = {
+        "policy_name": "bench",
+        "worker_backend": "bench",
+        "app_name": "bench",
+        "app_version": "1.0",
+        "run_id": run_id,
+    }
     chunks = 0
     sent = 0
     current: list[dict] = []
     size = 0
     compact = (",", ":")
-    envelope = len(json.dumps({"metadata": {**metadata, "chunk_index": 0}, "entities": []}, separators=compact))
+    envelope = len(
+        json.dumps({"metadata": {**metadata, "chunk_index": 0}, "entities": []}, separators=compact)
+    )
 
     def flush() -> None:
         nonlocal chunks, sent, current, size
@@ -108,9 +115,8 @@ def baseline(entities: list[dict], run_id: str) -> tuple[int, int]:
 
 
 def throughput(n: int, repeat: int) -> None:
-    from headrace import NullSink, PolicyManager
-
     import bench_runner_backend as backend
+    from headrace import NullSink, PolicyManager
 
     backend.ENTITIES = [backend.device(i) for i in range(n)]
     avg = sum(len(json.dumps(e)) for e in backend.ENTITIES[:1000]) / 1000
@@ -135,7 +141,8 @@ def throughput(n: int, repeat: int) -> None:
         assert sent == n
     assert "metadata" not in backend.ENTITIES[0], "the caller's entities must not be mutated"
     manager.stop()
-    print(f"headrace  : {n / best_rust:>12,.0f} entities/s  ({best_rust:.3f} s, {run.metadata['chunk_count']} chunks)")
+    rust_chunks = run.metadata["chunk_count"]
+    print(f"headrace  : {n / best_rust:>12,.0f} entities/s  ({best_rust:.3f} s, {rust_chunks} chunks)")
     print(f"baseline  : {n / best_py:>12,.0f} entities/s  ({best_py:.3f} s, {chunks} chunks)")
     print(f"speed-up  : {best_py / best_rust:.2f}x  (target >= 4x)")
 
@@ -156,7 +163,11 @@ def rss_child(n: int) -> None:
 
     manager = PolicyManager(sink=NullSink(), chunk_bytes=CHUNK_BYTES)
     manager.start_policies(
-        {"policies": {"mem": {"config": {"package": "bench_runner_backend", "mode": "generate", "count": n}}}},
+        {
+            "policies": {
+                "mem": {"config": {"package": "bench_runner_backend", "mode": "generate", "count": n}}
+            }
+        },
         schedule=False,
     )
     run = manager.run_now("mem")
@@ -168,17 +179,23 @@ def memory() -> None:
     def peak(n: int) -> int:
         out = subprocess.run(
             [sys.executable, __file__, "--rss-child", str(n)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return int(out.stdout.strip().splitlines()[-1])
 
     small, large = peak(100_000), peak(1_000_000)
-    print(f"peak RSS  : 100k entities {small / 1024:.1f} MiB, 1M entities {large / 1024:.1f} MiB, "
-          f"ratio {large / small:.2f} (target <= 1.5)")
+    print(
+        f"peak RSS  : 100k entities {small / 1024:.1f} MiB, 1M entities {large / 1024:.1f} MiB, "
+        f"ratio {large / small:.2f} (target <= 1.5)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entities", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")

@@ -30,6 +30,7 @@ from headrace._core import (
     Policy,
     PolicyManager,
     Run,
+    list_runs,
 )
 from headrace.backend import Backend, Metadata
 from headrace.errors import ConfigError
@@ -53,6 +54,7 @@ __all__ = [
     "RunStatus",
     "construct_backend",
     "find_backend_class",
+    "list_runs",
     "read_metadata",
 ]
 
@@ -157,8 +159,7 @@ def read_metadata(cls: type[Backend]) -> Any:
             if isinstance(raw, (classmethod, staticmethod)):
                 return cls.describe()
             logger.warning(
-                "backend %s: describe is not a classmethod; reading its metadata from a throwaway "
-                "instance",
+                "backend %s: describe is not a classmethod; reading its metadata from a throwaway instance",
                 cls.__qualname__,
             )
             return _throwaway(cls).describe()

@@ -108,7 +108,9 @@ static DATACLASS_ASDICT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The plain (dict/list) form of a model object: pydantic's `model_dump(mode="json")`, a
 /// `to_dict()` method, or `dataclasses.asdict` for dataclass instances; `None` for anything else.
-pub(crate) fn to_plain<'py>(value: &Bound<'py, PyAny>) -> Result<Option<Bound<'py, PyAny>>, String> {
+pub(crate) fn to_plain<'py>(
+    value: &Bound<'py, PyAny>,
+) -> Result<Option<Bound<'py, PyAny>>, String> {
     let py = value.py();
     if value.is_instance_of::<pyo3::types::PyType>() {
         return Ok(None);
@@ -120,16 +122,20 @@ pub(crate) fn to_plain<'py>(value: &Bound<'py, PyAny>) -> Result<Option<Bound<'p
         kwargs.set_item("mode", "json").map_err(|e| e.to_string())?;
         return match dump.call((), Some(&kwargs)) {
             Ok(plain) => Ok(Some(plain)),
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => {
-                dump.call0().map(Some).map_err(|e| format!("model_dump() raised {e}"))
-            }
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => dump
+                .call0()
+                .map(Some)
+                .map_err(|e| format!("model_dump() raised {e}")),
             Err(e) => Err(format!("model_dump() raised {e}")),
         };
     }
     if let Ok(to_dict) = value.getattr(pyo3::intern!(py, "to_dict"))
         && to_dict.is_callable()
     {
-        return to_dict.call0().map(Some).map_err(|e| format!("to_dict() raised {e}"));
+        return to_dict
+            .call0()
+            .map(Some)
+            .map_err(|e| format!("to_dict() raised {e}"));
     }
     if value
         .get_type()
@@ -138,7 +144,9 @@ pub(crate) fn to_plain<'py>(value: &Bound<'py, PyAny>) -> Result<Option<Bound<'p
     {
         let asdict = DATACLASS_ASDICT
             .get_or_try_init(py, || {
-                py.import("dataclasses")?.getattr("asdict").map(Bound::unbind)
+                py.import("dataclasses")?
+                    .getattr("asdict")
+                    .map(Bound::unbind)
             })
             .map_err(|e| e.to_string())?;
         return asdict

@@ -16,10 +16,10 @@ use crate::runner::executor::RunOutcome;
 use crate::runner::source::{self, BatchSender};
 use crate::runner::{
     BackendLoader, BackendMetadata, BoxFuture, Chunk, DEFAULT_CHUNK_BYTES,
-    DEFAULT_MAX_RUNS_PER_POLICY, DryRunSink, EntitySource, EventHook, IngestHandle,
-    ManagerConfig, MemoryRunStore, NullSink, OutboxSink, PolicyBackend, PolicyManager,
-    PolicySpec, Producer, ResolvedBackend, Run, RunContext, RunEvent, RunStatus, RunStore, Sink,
-    TickOutcome, parse_policies, parse_policies_yaml,
+    DEFAULT_MAX_RUNS_PER_POLICY, DryRunSink, EntitySource, EventHook, IngestHandle, ManagerConfig,
+    MemoryRunStore, NullSink, OutboxSink, PolicyBackend, PolicyManager, PolicySpec, Producer,
+    ResolvedBackend, Run, RunContext, RunEvent, RunStatus, RunStore, Sink, TickOutcome,
+    parse_policies, parse_policies_yaml,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -54,6 +54,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDryRunSink>()?;
     m.add_class::<PyNullSink>()?;
     m.add_class::<PyPolicyManager>()?;
+    m.add_function(wrap_pyfunction!(list_runs, m)?)?;
     m.add("DEFAULT_CHUNK_BYTES", DEFAULT_CHUNK_BYTES)?;
     m.add("DEFAULT_MAX_RUNS_PER_POLICY", DEFAULT_MAX_RUNS_PER_POLICY)?;
     Ok(())
@@ -117,10 +118,7 @@ fn error_from_py(py: Python<'_>, err: &PyErr) -> Error {
 fn load_error(py: Python<'_>, err: &PyErr, what: &str) -> Error {
     match error_from_py(py, err) {
         Error::Config(m) => Error::Config(m),
-        _ => Error::Config(format!(
-            "{what}: {}",
-            describe_exception(py, err.value(py))
-        )),
+        _ => Error::Config(format!("{what}: {}", describe_exception(py, err.value(py)))),
     }
 }
 
@@ -255,15 +253,19 @@ impl PyMetadata {
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other
-            .cast::<PyMetadata>()
-            .is_ok_and(|o| *o.get() == *self)
+        other.cast::<PyMetadata>().is_ok_and(|o| *o.get() == *self)
     }
 
     fn __hash__(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&self.name, &self.app_name, &self.app_version, &self.description).hash(&mut h);
+        (
+            &self.name,
+            &self.app_name,
+            &self.app_version,
+            &self.description,
+        )
+            .hash(&mut h);
         h.finish()
     }
 
@@ -455,17 +457,17 @@ impl PyPolicy {
                 .get_item("package")?
                 .ok_or_else(|| config_error("Policy config needs a 'package'"))?
                 .extract()?;
-            let schedule: Option<String> = d
-                .get_item("schedule")?
-                .map(|s| s.extract())
-                .transpose()?;
+            let schedule: Option<String> =
+                d.get_item("schedule")?.map(|s| s.extract()).transpose()?;
             d.del_item("package")?;
             if d.contains("schedule")? {
                 d.del_item("schedule")?;
             }
             Py::new(py, PyConfig::new(py, package, schedule, Some(&d))?)?
         } else {
-            return Err(PyTypeError::new_err("Policy(config=…) takes a Config or a dict"));
+            return Err(PyTypeError::new_err(
+                "Policy(config=…) takes a Config or a dict",
+            ));
         };
         Ok(PyPolicy {
             config,
@@ -691,7 +693,6 @@ fn pump(
     let mut batch: Vec<String> = Vec::with_capacity(BATCH_ENTITIES);
     let mut batch_bytes = 0usize;
     let mut buffer: Vec<u8> = Vec::with_capacity(1024);
-    let mut position: u64 = 0;
     let send = |batch: Vec<String>| -> std::result::Result<(), PumpEnd> {
         if py.detach(|| sender.send_blocking(batch)) {
             Ok(())
@@ -700,7 +701,7 @@ fn pump(
         }
     };
     let mut failure = None;
-    for item in iterator {
+    for (position, item) in (0u64..).zip(iterator) {
         let item = match item {
             Ok(item) => item,
             Err(e) => {
@@ -721,13 +722,15 @@ fn pump(
             ));
             break;
         }
-        position += 1;
         batch_bytes += buffer.len();
         let capacity = buffer.capacity();
         let encoded = std::mem::replace(&mut buffer, Vec::with_capacity(capacity.min(64 * 1024)));
         batch.push(String::from_utf8(encoded).expect("the encoder writes UTF-8"));
         if batch.len() >= BATCH_ENTITIES || batch_bytes >= BATCH_BYTES {
-            send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ENTITIES)))?;
+            send(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(BATCH_ENTITIES),
+            ))?;
             batch_bytes = 0;
         }
     }
@@ -741,7 +744,11 @@ fn pump(
 }
 
 /// Ends the stream after [`pump`]: finished, failed (with the error), or nothing to do.
-fn end_stream(py: Python<'_>, sender: BatchSender, outcome: std::result::Result<(), PumpEnd>) -> Option<PyErr> {
+fn end_stream(
+    py: Python<'_>,
+    sender: BatchSender,
+    outcome: std::result::Result<(), PumpEnd>,
+) -> Option<PyErr> {
     match outcome {
         Ok(()) => {
             py.detach(|| sender.finish_blocking());
@@ -1110,7 +1117,10 @@ impl std::fmt::Debug for PyObjectSink {
     }
 }
 
-fn metadata_dict<'py>(py: Python<'py>, metadata: &Map<String, Value>) -> PyResult<Bound<'py, PyAny>> {
+fn metadata_dict<'py>(
+    py: Python<'py>,
+    metadata: &Map<String, Value>,
+) -> PyResult<Bound<'py, PyAny>> {
     json::loads(py, &Value::Object(metadata.clone()).to_string())
 }
 
@@ -1216,7 +1226,9 @@ struct PyPolicyBackend {
     policy: Arc<Py<PyPolicy>>,
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Ingest(format!("a backend thread failed: {e}")))?
@@ -1276,14 +1288,18 @@ impl ResolvedBackend for PyResolved {
                     },
                 )
                 .map_err(|e| error_from_py(py, &e))?;
-                let sink =
-                    Py::new(py, PyIngestSink { handle: ingest }).map_err(|e| error_from_py(py, &e))?;
+                let sink = Py::new(py, PyIngestSink { handle: ingest })
+                    .map_err(|e| error_from_py(py, &e))?;
                 let instance = runner_module(py)
                     .and_then(|m| {
                         m.call_method1("_construct_backend", (class.bind(py), callback, sink))
                     })
                     .map_err(|e| {
-                        load_error(py, &e, &format!("constructing backend {} failed", class.bind(py)))
+                        load_error(
+                            py,
+                            &e,
+                            &format!("constructing backend {} failed", class.bind(py)),
+                        )
                     })?;
                 Ok(Arc::new(PyPolicyBackend {
                     name,
@@ -1320,7 +1336,8 @@ impl PolicyBackend for PyPolicyBackend {
                 })
             });
         Box::pin(async move {
-            spawned.map_err(|e| Error::Ingest(format!("cannot start the backend's thread: {e}")))?;
+            spawned
+                .map_err(|e| Error::Ingest(format!("cannot start the backend's thread: {e}")))?;
             Ok(Box::new(source) as Box<dyn EntitySource>)
         })
     }
@@ -1328,7 +1345,41 @@ impl PolicyBackend for PyPolicyBackend {
 
 // ------------------------------------------------------------------ PolicyManager
 
-fn run_store(state: Option<&Bound<'_, PyAny>>, max_runs: usize) -> PyResult<Arc<dyn RunStore>> {
+/// The recorded runs in the database at `url` (of `policy`, or of every policy), newest first,
+/// at most `limit` per policy.
+#[pyfunction]
+#[pyo3(signature = (url, policy=None, *, limit=20))]
+fn list_runs(
+    py: Python<'_>,
+    url: &str,
+    policy: Option<String>,
+    limit: usize,
+) -> PyResult<Vec<PyRun>> {
+    let store = run_store(
+        py,
+        Some(PyString::new(py, url).as_any()),
+        DEFAULT_MAX_RUNS_PER_POLICY,
+    )?;
+    let runs = block_on(py, async move {
+        let policies = match policy {
+            Some(p) => vec![p],
+            None => store.policy_ids().await?,
+        };
+        let mut all = Vec::new();
+        for p in policies {
+            all.extend(store.runs(&p).await?.into_iter().take(limit));
+        }
+        Ok(all)
+    })?;
+    Ok(runs.into_iter().map(PyRun::from).collect())
+}
+
+fn run_store(
+    py: Python<'_>,
+    state: Option<&Bound<'_, PyAny>>,
+    max_runs: usize,
+) -> PyResult<Arc<dyn RunStore>> {
+    let _ = py;
     match state {
         None => Ok(Arc::new(MemoryRunStore::new(max_runs)?)),
         Some(s) if s.is_none() => Ok(Arc::new(MemoryRunStore::new(max_runs)?)),
@@ -1360,12 +1411,18 @@ pub(crate) struct PyPolicyManager {
 
 fn document_from_py(py: Python<'_>, policies: &Bound<'_, PyAny>) -> PyResult<Vec<PolicySpec>> {
     if let Ok(text) = policies.cast::<PyString>() {
-        return Ok(parse_policies_yaml(text.to_str()?, &crate::runner::config::process_env)?);
+        return Ok(parse_policies_yaml(
+            text.to_str()?,
+            &crate::runner::config::process_env,
+        )?);
     }
     if let Ok(bytes) = policies.cast::<PyBytes>() {
         let text = std::str::from_utf8(bytes.as_bytes())
             .map_err(|e| config_error(format!("policies YAML is not UTF-8: {e}")))?;
-        return Ok(parse_policies_yaml(text, &crate::runner::config::process_env)?);
+        return Ok(parse_policies_yaml(
+            text,
+            &crate::runner::config::process_env,
+        )?);
     }
     if policies.cast::<PyDict>().is_ok() {
         let text = json::dumps(policies, "policies")?;
@@ -1397,7 +1454,7 @@ impl PyPolicyManager {
                  object with ingest(entities, *, metadata)",
             ));
         };
-        let store = run_store(state.as_ref(), max_runs_per_policy)?;
+        let store = run_store(py, state.as_ref(), max_runs_per_policy)?;
         let core = core_sink(&sink)?;
         let manager = PolicyManager::new(
             store,
@@ -1428,7 +1485,10 @@ impl PyPolicyManager {
     ) -> PyResult<Vec<String>> {
         let specs = document_from_py(py, policies)?;
         let manager = self.manager.clone();
-        block_on(py, async move { manager.start_policies(specs, schedule).await })
+        block_on(
+            py,
+            async move { manager.start_policies(specs, schedule).await },
+        )
     }
 
     /// Stops scheduling `name`; a run in flight finishes and is recorded.
@@ -1471,6 +1531,11 @@ impl PyPolicyManager {
     #[getter]
     fn policies(&self) -> Vec<String> {
         self.manager.policy_names()
+    }
+
+    /// The `Policy` a running policy was started with.
+    fn policy(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyPolicy>> {
+        policy_object(py, &self.manager.policy(name)?)
     }
 
     /// Whether a scheduled or manual run of `name` is in flight.

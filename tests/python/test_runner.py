@@ -15,11 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import headrace
+import pytest
 from headrace import (
     Backend,
     ConfigError,
@@ -37,6 +34,8 @@ from headrace import (
     RunStatus,
 )
 from headrace.runner import Config, construct_backend, find_backend_class, read_metadata
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 # --------------------------------------------------------------------------- helpers
 
@@ -168,7 +167,10 @@ def test_policy_config_and_scope_attribute_access() -> None:
         _ = policy.config.nope
     from_dict = Policy(config={"package": "pkg", "token": "t"})
     assert from_dict.config.token == "t" and from_dict.config.schedule is None and from_dict.scope is None
-    assert from_dict.model_dump() == {"config": {"package": "pkg", "schedule": None, "token": "t"}, "scope": None}
+    assert from_dict.model_dump() == {
+        "config": {"package": "pkg", "schedule": None, "token": "t"},
+        "scope": None,
+    }
     meta = Metadata(name="n", app_name="a", app_version="1")
     assert meta == Metadata("n", "a", "1") and meta.description is None
     with pytest.raises(ConfigError):
@@ -261,7 +263,9 @@ def test_a_backend_written_exactly_like_an_orb_worker_backend_runs(modules, monk
     with pytest.warns(DeprecationWarning, match="CustomBackend overrides the deprecated"):
         __import__(name)
     m = manager()
-    doc = {"policies": {"orb": {"config": {"package": name, "site": "lab"}, "scope": {"targets": ["r1", "r2"]}}}}
+    doc = {
+        "policies": {"orb": {"config": {"package": name, "site": "lab"}, "scope": {"targets": ["r1", "r2"]}}}
+    }
     m.start_policies(doc, schedule=False)
     run = m.run_now("orb")
     assert (run.status, run.entity_count) == ("completed", 2), run.reason
@@ -460,7 +464,11 @@ def test_callback_takes_exactly_one_of_entities_or_error(modules) -> None:
     assert [(r.source, r.status, r.entity_count) for r in m.runs("p")] == [("callback", "completed", 0)]
     assert callback(error=TimeoutError("upstream timed out")) is None
     failed = m.runs("p")[0]
-    assert (failed.source, failed.status, failed.reason) == ("callback", "failed", "TimeoutError: upstream timed out")
+    assert (failed.source, failed.status, failed.reason) == (
+        "callback",
+        "failed",
+        "TimeoutError: upstream timed out",
+    )
     assert m.sink.failures[-1][1]["run_id"] == failed.id
     m.stop()
 
@@ -549,7 +557,9 @@ def test_entity_kinds_and_run_id_without_mutating_the_callers_objects(modules) -
     m, callback, _ = _callback_for(modules, sink)
     original = {"name": "plain", "metadata": {"owner": "me", "run_id": "stale"}}
     nested = {"name": "nested", "child": DataclassDevice("inner", ["t"])}
-    callback(entities=[original, DataclassDevice("dc", ["a"]), ModelDevice("md"), DictDevice(), nested, [1, 2]])
+    callback(
+        entities=[original, DataclassDevice("dc", ["a"]), ModelDevice("md"), DictDevice(), nested, [1, 2]]
+    )
     run = m.runs("p")[0]
     assert run.status == "completed", run.reason
     got = sink.entities
@@ -594,7 +604,7 @@ def test_chunks_never_exceed_chunk_bytes_property(modules, tmp_path, sizes, chun
     received = [e for d in decoded for e in d["entities"]]
     assert [e["i"] for e in received] == list(range(len(sizes)))
     # Greedy: each chunk was closed only because the next entity did not fit.
-    for payload, nxt in zip(payloads, decoded[1:]):
+    for payload, nxt in zip(payloads[:-1], decoded[1:], strict=True):
         first = json.dumps(nxt["entities"][0], separators=(",", ":"), ensure_ascii=False).encode()
         assert len(payload) + 1 + len(first) > chunk_bytes
     m.stop()
@@ -653,7 +663,8 @@ def test_a_raising_backend_or_broken_iterable_is_a_failed_run_not_a_crash(module
     m = manager(sink)
     doc = {
         "policies": {
-            mode: {"config": {"package": name, "mode": mode}} for mode in ("raise", "not-iterable", "broken", "ok")
+            mode: {"config": {"package": name, "mode": mode}}
+            for mode in ("raise", "not-iterable", "broken", "ok")
         }
     }
     assert m.start_policies(doc, schedule=False) == ["raise", "not-iterable", "broken", "ok"]
