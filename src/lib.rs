@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod outbox;
 pub mod runner;
+pub mod worker;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -15,6 +15,7 @@ conformance!(
     enqueue_then_get_returns_the_item_with_defaults,
     claim_order_is_priority_then_run_at_then_id,
     delayed_items_are_not_claimed_before_they_are_due,
+    claim_due_evaluates_a_given_moment,
     claim_leases_items_and_counts_attempts,
     concurrent_claimers_never_share_an_item,
     topics_filter_limits_what_is_claimed,
@@ -645,4 +646,34 @@ async fn futures_join<T: Send + 'static>(
         out.push(handle.await.unwrap());
     }
     out
+}
+
+async fn claim_due_evaluates_a_given_moment(engine: Engine) {
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    let id = f
+        .store
+        .enqueue(NewItem {
+            delay: Duration::seconds(60),
+            ..NewItem::new("t", "{}")
+        })
+        .await
+        .unwrap();
+    let soon = common::epoch() + Duration::seconds(59);
+    assert!(
+        f.store
+            .claim_due("w", 10, None, Some(soon))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = common::epoch() + Duration::seconds(60);
+    let claimed = f.store.claim_due("w", 10, None, Some(later)).await.unwrap();
+    assert_eq!(ids(&claimed), vec![id]);
+    assert_eq!(
+        claimed[0].lease_expires_at,
+        Some(common::epoch() + Duration::seconds(30)),
+        "the lease runs from now"
+    );
 }

@@ -30,6 +30,3 @@ CREATE INDEX IF NOT EXISTS headrace_outbox_lease
 CREATE UNIQUE INDEX IF NOT EXISTS headrace_outbox_dedupe
     ON headrace_outbox (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'processing');
-
-CREATE INDEX IF NOT EXISTS headrace_outbox_status_updated
-    ON headrace_outbox (status, updated_at);

@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension module ``headrace._core``."""
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from os import PathLike
 from typing import Any, final
@@ -8,6 +8,17 @@ from typing import Any, final
 from typing_extensions import deprecated
 
 __version__: str
+
+# --- clock ------------------------------------------------------------------------------------
+
+@final
+class ManualClock:
+    """A clock that moves only when told to; pass it as ``clock=`` to a store in tests."""
+
+    def __init__(self, start: datetime | None = None) -> None: ...
+    def now(self) -> datetime: ...
+    def advance(self, seconds: float) -> None: ...
+    def set(self, to: datetime) -> None: ...
 
 # --- outbox -----------------------------------------------------------------------------------
 
@@ -79,6 +90,7 @@ class OutboxStore:
         retry: RetryPolicy | None = None,
         migrate: bool = True,
         max_payload_bytes: int = 1048576,
+        clock: ManualClock | None = None,
     ) -> OutboxStore: ...
     @property
     def url(self) -> str: ...
@@ -115,7 +127,12 @@ class OutboxStore:
     def enqueue_many(self, items: Sequence[dict[str, Any]]) -> list[int]: ...
     def aenqueue_many(self, items: Sequence[dict[str, Any]]) -> Awaitable[list[int]]: ...
     def claim_batch(
-        self, worker_id: str, limit: int = 10, *, topics: Sequence[str] | None = None
+        self,
+        worker_id: str,
+        limit: int = 10,
+        *,
+        topics: Sequence[str] | None = None,
+        due_by: datetime | None = None,
     ) -> list[OutboxItem]: ...
     def aclaim_batch(
         self, worker_id: str, limit: int = 10, *, topics: Sequence[str] | None = None
@@ -133,9 +150,7 @@ class OutboxStore:
     def mark_failed(self, item_id: int, worker_id: str, error: str = "") -> None: ...
     def amark_failed(self, item_id: int, worker_id: str, error: str = "") -> Awaitable[None]: ...
     def extend_lease(self, item_id: int, worker_id: str, seconds: float | None = None) -> datetime: ...
-    def aextend_lease(
-        self, item_id: int, worker_id: str, seconds: float | None = None
-    ) -> Awaitable[datetime]: ...
+    def aextend_lease(self, item_id: int, worker_id: str, seconds: float | None = None) -> Awaitable[datetime]: ...
     def release(self, item_ids: Sequence[int], worker_id: str) -> int: ...
     def arelease(self, item_ids: Sequence[int], worker_id: str) -> Awaitable[int]: ...
     def get(self, item_id: int) -> OutboxItem: ...
@@ -147,9 +162,7 @@ class OutboxStore:
     def requeue_failed(self, topic: str | None = None) -> int: ...
     def arequeue_failed(self, topic: str | None = None) -> Awaitable[int]: ...
     def purge(self, older_than_seconds: float, statuses: Sequence[str] = ("completed",)) -> int: ...
-    def apurge(
-        self, older_than_seconds: float, statuses: Sequence[str] = ("completed",)
-    ) -> Awaitable[int]: ...
+    def apurge(self, older_than_seconds: float, statuses: Sequence[str] = ("completed",)) -> Awaitable[int]: ...
 
 @final
 class SkipLockedClaimOutboxStore(OutboxStore):
@@ -163,6 +176,7 @@ class SkipLockedClaimOutboxStore(OutboxStore):
         retry: RetryPolicy | None = None,
         migrate: bool = True,
         max_payload_bytes: int = 1048576,
+        clock: ManualClock | None = None,
     ) -> None: ...
 
 @final
@@ -177,6 +191,7 @@ class OptimisticClaimOutboxStore(OutboxStore):
         retry: RetryPolicy | None = None,
         migrate: bool = True,
         max_payload_bytes: int = 1048576,
+        clock: ManualClock | None = None,
     ) -> None: ...
 
 @final
@@ -200,9 +215,7 @@ class Metadata:
     app_name: str
     app_version: str
     description: str | None
-    def __init__(
-        self, name: str, app_name: str, app_version: str, description: str | None = None
-    ) -> None: ...
+    def __init__(self, name: str, app_name: str, app_version: str, description: str | None = None) -> None: ...
     def model_dump(self) -> dict[str, str | None]: ...
     def to_dict(self) -> dict[str, str | None]: ...
 
@@ -279,9 +292,7 @@ class IngestCallback:
 
     @property
     def policy_name(self) -> str: ...
-    def __call__(
-        self, *, entities: Iterable[Any] | None = None, error: Any = None, **kwargs: Any
-    ) -> None: ...
+    def __call__(self, *, entities: Iterable[Any] | None = None, error: Any = None, **kwargs: Any) -> None: ...
 
 @final
 class IngestSink:
@@ -334,9 +345,7 @@ class PolicyManager:
         chunk_bytes: int = ...,
         max_runs_per_policy: int = 100,
     ) -> None: ...
-    def start_policies(
-        self, policies: str | bytes | Mapping[str, Any], *, schedule: bool = True
-    ) -> list[str]: ...
+    def start_policies(self, policies: str | bytes | Mapping[str, Any], *, schedule: bool = True) -> list[str]: ...
     def delete_policy(self, name: str) -> None: ...
     def run_now(self, name: str) -> Run: ...
     def runs(self, name: str) -> list[Run]: ...
@@ -359,3 +368,54 @@ class PolicyManager:
     def __exit__(self, *exc: object) -> bool: ...
 
 def list_runs(url: str, policy: str | None = None, *, limit: int = 20) -> list[Run]: ...
+
+# --- worker -----------------------------------------------------------------------------------
+
+@final
+class StopFlag:
+    """True once the worker is stopping; dispatchers start no further items then."""
+
+    def __bool__(self) -> bool: ...
+    def is_set(self) -> bool: ...
+
+@final
+class WorkerReport:
+    """What a worker run did."""
+
+    processed: int
+    completed: int
+    retried: int
+    failed: int
+    released: int
+    reaped: int
+    def as_dict(self) -> dict[str, int]: ...
+
+@final
+class WorkerCore:
+    """The Rust claim loop; use ``headrace.worker.OutboxWorker``."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        dispatch: Callable[[list[OutboxItem], StopFlag], Sequence[tuple[Any, ...]]],
+        *,
+        settled: Callable[[list[tuple[OutboxItem, str, str | None]]], None] | None = None,
+        worker_id: str,
+        batch_size: int = 100,
+        concurrency: int = 1,
+        poll_interval: float = 1.0,
+        retry: RetryPolicy | None = None,
+        reaper_interval: float | None = 60.0,
+        topics: Sequence[str] | None = None,
+        retry_by_topic: Mapping[str, RetryPolicy] = ...,
+    ) -> None: ...
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def stopping(self) -> bool: ...
+    def run(self) -> WorkerReport: ...
+    def run_until_empty(self, timeout: float | None = None) -> WorkerReport: ...
+    def arun(self) -> Awaitable[WorkerReport]: ...
+    def arun_until_empty(self, timeout: float | None = None) -> Awaitable[WorkerReport]: ...
+    def stop(self) -> None: ...
+    def metrics(self) -> str: ...

@@ -76,9 +76,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from headrace.outbox import RetryPolicy
 
     store = OutboxStore.connect(args.db, retry=RetryPolicy(max_attempts=2, base_seconds=0, jitter=0))
-    ids = store.enqueue_many(
-        [{"topic": "demo.greet", "payload": {"name": name}} for name in ("ada", "grace", "linus")]
-    )
+    ids = store.enqueue_many([{"topic": "demo.greet", "payload": {"name": name}} for name in ("ada", "grace", "linus")])
     bad = store.enqueue("demo.greet", {"name": None})
     print(f"enqueued {len(ids) + 1} items into {args.db}")
     while items := store.claim_batch("demo-worker", limit=10, topics=["demo.greet"]):

@@ -91,9 +91,7 @@ class LeaseLost(HeadraceError):
     retryable = False
     item_ids: list[int]
 
-    def __init__(
-        self, message: str = "", *args: object, item_ids: list[int] | None = None, **kwargs: object
-    ) -> None:
+    def __init__(self, message: str = "", *args: object, item_ids: list[int] | None = None, **kwargs: object) -> None:
         super().__init__(message, *args, **kwargs)  # type: ignore[arg-type]
         self.item_ids = list(item_ids or [])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 from headrace._core import (
+    ManualClock,
     OptimisticClaimOutboxStore,
     OutboxItem,
     OutboxReaper,
@@ -18,6 +19,7 @@ from headrace._core import (
 )
 
 __all__ = [
+    "ManualClock",
     "OptimisticClaimOutboxStore",
     "OutboxItem",
     "OutboxReaper",

@@ -1,9 +1,10 @@
 //! Python classes of `headrace.outbox`: stores, items, the retry policy and the reaper.
 
+use crate::bindings::clock::{PyManualClock, shared_clock};
 use crate::bindings::errors::config_error;
 use crate::bindings::json;
 use crate::bindings::runtime::{awaitable, block_on};
-use crate::clock::SystemClock;
+use crate::clock::SharedClock;
 use crate::db::DatabaseUrl;
 use crate::db::url::redact;
 use crate::outbox::{
@@ -213,6 +214,7 @@ struct ConnectOptions {
     retry: Option<PyRetryPolicy>,
     migrate: bool,
     max_payload_bytes: usize,
+    clock: SharedClock,
 }
 
 fn resolve_url(url: Option<String>) -> PyResult<String> {
@@ -228,7 +230,7 @@ fn open_store(py: Python<'_>, url: &str, options: ConnectOptions) -> PyResult<Py
         lease: seconds("lease_seconds", options.lease_seconds, false)?,
         retry: options.retry.map(|r| r.core()).unwrap_or_default(),
         max_payload_bytes: options.max_payload_bytes,
-        clock: Arc::new(SystemClock),
+        clock: options.clock,
     };
     let store = block_on(py, outbox::connect(url, config, options.migrate))?;
     Ok(PyOutboxStore {
@@ -387,7 +389,7 @@ impl PyOutboxStore {
     /// Opens the store `url` selects: `sqlite:…` → OptimisticClaimOutboxStore,
     /// `postgres://…` → SkipLockedClaimOutboxStore.
     #[staticmethod]
-    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES))]
+    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, clock=None))]
     fn connect(
         py: Python<'_>,
         url: Option<String>,
@@ -395,6 +397,7 @@ impl PyOutboxStore {
         retry: Option<PyRetryPolicy>,
         migrate: bool,
         max_payload_bytes: usize,
+        clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<Py<PyAny>> {
         let url = resolve_url(url)?;
         let postgres = matches!(DatabaseUrl::parse(&url)?, DatabaseUrl::Postgres { .. });
@@ -406,6 +409,7 @@ impl PyOutboxStore {
                 retry,
                 migrate,
                 max_payload_bytes,
+                clock: shared_clock(clock),
             },
         )?;
         let init = PyClassInitializer::from(base);
@@ -523,17 +527,24 @@ impl PyOutboxStore {
         awaitable(py, async move { store.enqueue_many(items).await })
     }
 
-    #[pyo3(signature = (worker_id, limit=10, *, topics=None))]
+    /// Claims up to `limit` due items; `due_by` (a datetime) evaluates "due" at another moment.
+    #[pyo3(signature = (worker_id, limit=10, *, topics=None, due_by=None))]
     fn claim_batch(
         &self,
         py: Python<'_>,
         worker_id: String,
         limit: i64,
         topics: Option<Vec<String>>,
+        due_by: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<PyOutboxItem>> {
+        let due_by = due_by
+            .filter(|v| !v.is_none())
+            .map(|v| when(v, "due_by"))
+            .transpose()?;
         block_on(
             py,
-            self.store.claim_batch(&worker_id, limit, topics.as_deref()),
+            self.store
+                .claim_due(&worker_id, limit, topics.as_deref(), due_by),
         )
         .map(items)
     }
@@ -788,7 +799,7 @@ pub(crate) struct PySkipLockedClaimOutboxStore;
 #[pymethods]
 impl PySkipLockedClaimOutboxStore {
     #[new]
-    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES))]
+    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, clock=None))]
     fn new(
         py: Python<'_>,
         url: Option<String>,
@@ -796,6 +807,7 @@ impl PySkipLockedClaimOutboxStore {
         retry: Option<PyRetryPolicy>,
         migrate: bool,
         max_payload_bytes: usize,
+        clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let url = resolve_url(url)?;
         expect_engine(&url, true, "SkipLockedClaimOutboxStore")?;
@@ -807,6 +819,7 @@ impl PySkipLockedClaimOutboxStore {
                 retry,
                 migrate,
                 max_payload_bytes,
+                clock: shared_clock(clock),
             },
         )?;
         Ok(PyClassInitializer::from(base).add_subclass(PySkipLockedClaimOutboxStore))
@@ -820,7 +833,7 @@ pub(crate) struct PyOptimisticClaimOutboxStore;
 #[pymethods]
 impl PyOptimisticClaimOutboxStore {
     #[new]
-    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES))]
+    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, clock=None))]
     fn new(
         py: Python<'_>,
         url: Option<String>,
@@ -828,6 +841,7 @@ impl PyOptimisticClaimOutboxStore {
         retry: Option<PyRetryPolicy>,
         migrate: bool,
         max_payload_bytes: usize,
+        clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let url = resolve_url(url)?;
         expect_engine(&url, false, "OptimisticClaimOutboxStore")?;
@@ -839,6 +853,7 @@ impl PyOptimisticClaimOutboxStore {
                 retry,
                 migrate,
                 max_payload_bytes,
+                clock: shared_clock(clock),
             },
         )?;
         Ok(PyClassInitializer::from(base).add_subclass(PyOptimisticClaimOutboxStore))

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Default largest accepted payload, in bytes of encoded JSON.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -77,6 +78,16 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// matches a pending or processing item returns that item's id instead.
     async fn enqueue_many(&self, items: Vec<NewItem>) -> Result<Vec<i64>>;
 
+    /// Like [`OutboxStore::claim_batch`], counting as due the items whose `run_at` is at or
+    /// before `due_by` (default: now) — for schedulers that evaluate a given moment.
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        topics: Option<&[String]>,
+        due_by: Option<DateTime<Utc>>,
+    ) -> Result<Vec<OutboxItem>>;
+
     /// Claims up to `limit` due pending items (optionally only of `topics`) for `worker_id`,
     /// in claim order, each leased until now + lease and its `attempts` incremented.
     async fn claim_batch(
@@ -84,7 +95,9 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         worker_id: &str,
         limit: i64,
         topics: Option<&[String]>,
-    ) -> Result<Vec<OutboxItem>>;
+    ) -> Result<Vec<OutboxItem>> {
+        self.claim_due(worker_id, limit, topics, None).await
+    }
 
     /// Marks items completed. Items `worker_id` still holds a live lease on are completed even
     /// when others are not; those others raise `LeaseLost` (or `NotFound` if unknown).
@@ -133,6 +146,10 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Returns items whose lease expired (or that sat in `processing` without a lease for
     /// `stale_after`) to `pending`, or to `failed` when their attempts are used up.
     async fn reap_stale(&self, stale_after: Duration) -> Result<u64>;
+
+    /// A signal fired when work may have arrived: on every enqueue through this store and, on
+    /// PostgreSQL, on every enqueue by any process (LISTEN/NOTIFY, started on first call).
+    async fn work_signal(&self) -> Result<Arc<Notify>>;
 
     /// Enqueues one item.
     async fn enqueue(&self, item: NewItem) -> Result<i64> {

@@ -9,6 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use tokio::sync::{Notify, OnceCell};
 
 /// The item columns, each qualified by the table alias `o`.
 macro_rules! item_columns {
@@ -26,10 +28,12 @@ pub const NOTIFY_CHANNEL: &str = "headrace_outbox";
 const POOL_SIZE: u32 = 8;
 
 /// The PostgreSQL outbox store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SkipLockedClaimOutboxStore {
     pool: PgPool,
     config: OutboxConfig,
+    work: Arc<Notify>,
+    listening: OnceCell<()>,
 }
 
 impl SkipLockedClaimOutboxStore {
@@ -40,7 +44,12 @@ impl SkipLockedClaimOutboxStore {
         if migrate {
             migrate::migrate_postgres(&pool).await?;
         }
-        Ok(SkipLockedClaimOutboxStore { pool, config })
+        Ok(SkipLockedClaimOutboxStore {
+            pool,
+            config,
+            work: Arc::new(Notify::new()),
+            listening: OnceCell::new(),
+        })
     }
 
     /// The underlying pool (for LISTEN/NOTIFY and tests).
@@ -150,14 +159,28 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.work.notify_waiters();
         Ok(ids)
     }
 
-    async fn claim_batch(
+    async fn work_signal(&self) -> Result<Arc<Notify>> {
+        self.listening
+            .get_or_init(|| async {
+                tokio::spawn(relay_notifications(
+                    self.pool.clone(),
+                    Arc::downgrade(&self.work),
+                ));
+            })
+            .await;
+        Ok(self.work.clone())
+    }
+
+    async fn claim_due(
         &self,
         worker_id: &str,
         limit: i64,
         topics: Option<&[String]>,
+        due_by: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxItem>> {
         let limit = check_limit(limit)?;
         if limit == 0 {
@@ -167,7 +190,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         let rows = sqlx::query(concat!(
             "WITH picked AS ( \
                SELECT id FROM headrace_outbox \
-               WHERE status = 'pending' AND run_at <= $1 AND ($4::text[] IS NULL OR topic = ANY($4)) \
+               WHERE status = 'pending' AND run_at <= $6 AND ($4::text[] IS NULL OR topic = ANY($4)) \
                ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
              UPDATE headrace_outbox o SET status = 'processing', attempts = o.attempts + 1, \
                lease_owner = $2, lease_expires_at = $3, updated_at = $1 \
@@ -179,6 +202,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(now + self.config.lease)
         .bind(topics)
         .bind(limit as i64)
+        .bind(due_by.unwrap_or(now))
         .fetch_all(&self.pool)
         .await?;
         let mut items = rows.iter().map(read_item).collect::<Result<Vec<_>>>()?;
@@ -400,5 +424,42 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Forwards `NOTIFY headrace_outbox` to `work` until the store (and so `work`) is dropped,
+/// reconnecting after connection failures. Polling covers any gap.
+async fn relay_notifications(pool: PgPool, work: Weak<Notify>) {
+    const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+    while work.strong_count() > 0 {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                Ok(()) => listener,
+                Err(err) => {
+                    tracing::warn!(target: "headrace.outbox", %err, "LISTEN failed; polling until it works");
+                    tokio::time::sleep(RECHECK).await;
+                    continue;
+                }
+            },
+            Err(err) => {
+                tracing::warn!(target: "headrace.outbox", %err, "LISTEN connection failed; polling until it works");
+                tokio::time::sleep(RECHECK).await;
+                continue;
+            }
+        };
+        loop {
+            match tokio::time::timeout(RECHECK, listener.recv()).await {
+                Ok(Ok(_)) => match work.upgrade() {
+                    Some(work) => work.notify_waiters(),
+                    None => return,
+                },
+                Ok(Err(err)) => {
+                    tracing::warn!(target: "headrace.outbox", %err, "LISTEN connection lost; reconnecting");
+                    break;
+                }
+                Err(_) if work.strong_count() == 0 => return,
+                Err(_) => {}
+            }
+        }
     }
 }

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 const COLUMNS: &str = "id, topic, payload, status, priority, attempts, max_attempts, run_at, \
     lease_owner, lease_expires_at, last_error, dedupe_key, trace_id, created_at, updated_at";
@@ -21,6 +23,7 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct OptimisticClaimOutboxStore {
     db: SqliteDb,
     config: OutboxConfig,
+    work: Arc<Notify>,
 }
 
 impl OptimisticClaimOutboxStore {
@@ -31,7 +34,11 @@ impl OptimisticClaimOutboxStore {
         if migrate {
             migrate::migrate_sqlite(&db).await?;
         }
-        Ok(OptimisticClaimOutboxStore { db, config })
+        Ok(OptimisticClaimOutboxStore {
+            db,
+            config,
+            work: Arc::new(Notify::new()),
+        })
     }
 
     /// Closes the connection; later calls fail with a clear error.
@@ -164,13 +171,19 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                 Ok(ids)
             })
             .await
+            .inspect(|_| self.work.notify_waiters())
     }
 
-    async fn claim_batch(
+    async fn work_signal(&self) -> Result<Arc<Notify>> {
+        Ok(self.work.clone())
+    }
+
+    async fn claim_due(
         &self,
         worker_id: &str,
         limit: i64,
         topics: Option<&[String]>,
+        due_by: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxItem>> {
         let limit = check_limit(limit)?;
         if limit == 0 {
@@ -188,13 +201,20 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                         "UPDATE headrace_outbox SET status = 'processing', attempts = attempts + 1, \
                          lease_owner = ?1, lease_expires_at = ?2, updated_at = ?3 \
                          WHERE id IN (SELECT id FROM headrace_outbox \
-                           WHERE status = 'pending' AND run_at <= ?3 \
+                           WHERE status = 'pending' AND run_at <= ?6 \
                            AND (?4 IS NULL OR topic IN (SELECT value FROM json_each(?4))) \
                            ORDER BY priority DESC, run_at, id LIMIT ?5) \
                          RETURNING {COLUMNS}"
                     ))?;
                     let rows = claim.query_map(
-                        params![worker_id, to_us(expires), to_us(now), topics, limit as i64],
+                        params![
+                            worker_id,
+                            to_us(expires),
+                            to_us(now),
+                            topics,
+                            limit as i64,
+                            to_us(due_by.unwrap_or(now))
+                        ],
                         read_item,
                     )?;
                     rows.collect::<rusqlite::Result<Vec<_>>>()?

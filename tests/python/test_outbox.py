@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
 from headrace import (
     ConfigError,
     LeaseLost,
