@@ -7,7 +7,9 @@ and the exception hierarchy (``headrace.errors``).
 
 from __future__ import annotations
 
-from headrace._core import __version__
+import logging as _logging
+
+from headrace._core import __version__, install_log_bridge
 from headrace.backend import Backend, Metadata
 from headrace.errors import (
     ConfigError,
@@ -42,6 +44,9 @@ from headrace.runner import (
     RunSource,
     RunStatus,
 )
+
+# The core's log events reach Python's logging under the "headrace." logger names.
+install_log_bridge(min(_logging.getLogger("headrace").getEffectiveLevel(), _logging.INFO))
 
 __all__ = [
     "Backend",

@@ -9,6 +9,9 @@ from typing_extensions import deprecated
 
 __version__: str
 
+def install_log_bridge(level: int = 20) -> bool:
+    """Forwards the core's log events at ``level`` and above to Python's ``logging``."""
+
 # --- clock ------------------------------------------------------------------------------------
 
 @final

@@ -4,6 +4,7 @@
 pub(crate) mod clock;
 pub(crate) mod errors;
 pub(crate) mod json;
+mod logging;
 pub(crate) mod outbox;
 mod runner;
 pub(crate) mod runtime;
@@ -15,6 +16,7 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     clock::register(m)?;
+    logging::register(m)?;
     outbox::register(m)?;
     runner::register(m)?;
     worker::register(m)?;

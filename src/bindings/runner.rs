@@ -16,9 +16,9 @@ use crate::runner::executor::RunOutcome;
 use crate::runner::source::{self, BatchSender};
 use crate::runner::{
     BackendLoader, BackendMetadata, BoxFuture, Chunk, DEFAULT_CHUNK_BYTES,
-    DEFAULT_MAX_RUNS_PER_POLICY, DryRunSink, EntitySource, EventHook, IngestHandle, ManagerConfig,
+    DEFAULT_MAX_RUNS_PER_POLICY, DryRunSink, EntitySource, IngestHandle, ManagerConfig,
     MemoryRunStore, NullSink, OutboxSink, PolicyBackend, PolicyManager, PolicySpec, Producer,
-    ResolvedBackend, Run, RunContext, RunEvent, RunStatus, RunStore, Sink, TickOutcome,
+    ResolvedBackend, Run, RunContext, RunStore, Sink, TickOutcome,
     parse_policies, parse_policies_yaml,
 };
 use async_trait::async_trait;
@@ -137,47 +137,6 @@ fn log(py: Python<'_>, level: &str, message: String) {
     if let Ok(logger) = logger(py) {
         let _ = logger.call_method1(level, (message,));
     }
-}
-
-fn python_event_hook() -> EventHook {
-    Arc::new(|event: &RunEvent| {
-        Python::attach(|py| match event {
-            RunEvent::TickSkipped { policy } => log(
-                py,
-                "warning",
-                format!(
-                    "policy {policy:?}: the previous run is still in progress; skipping this schedule tick"
-                ),
-            ),
-            RunEvent::Finished(run) if run.status == RunStatus::Completed => log(
-                py,
-                "info",
-                format!(
-                    "policy {:?}: {} run {} completed with {} entities in {} chunk(s)",
-                    run.policy_id,
-                    run.source,
-                    run.id,
-                    run.entity_count,
-                    run.metadata
-                        .get("chunk_count")
-                        .cloned()
-                        .unwrap_or(Value::from(0))
-                ),
-            ),
-            RunEvent::Finished(run) => log(
-                py,
-                "warning",
-                format!(
-                    "policy {:?}: {} run {} failed after {} entities: {}",
-                    run.policy_id,
-                    run.source,
-                    run.id,
-                    run.entity_count,
-                    run.reason.as_deref().unwrap_or("unknown reason")
-                ),
-            ),
-        })
-    })
 }
 
 // ------------------------------------------------------------------ Metadata, Config, Policy
@@ -1462,7 +1421,6 @@ impl PyPolicyManager {
             Arc::new(PyLoader),
             ManagerConfig {
                 chunk_bytes,
-                hook: Some(python_event_hook()),
                 ..ManagerConfig::default()
             },
         )?;

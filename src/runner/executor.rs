@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The log target (and Python logger) of operator-facing runner messages.
+pub const LOG: &str = "headrace.runner";
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -260,7 +263,7 @@ impl RunExecutor {
                 let mut failure_meta = metadata.clone();
                 failure_meta.insert("run_id".into(), Value::from(run.id.clone()));
                 if let Err(e) = self.sink.record_failure(&error, &failure_meta).await {
-                    tracing::warn!(run_id = %run.id, "the sink's record_failure failed: {e}");
+                    tracing::warn!(target: LOG, "run {}: the sink's record_failure failed: {e}", run.id);
                 }
                 (RunStatus::Failed, Some(reason), Some(error))
             }
@@ -271,12 +274,20 @@ impl RunExecutor {
             .await?;
         match &error {
             None => tracing::info!(
-                policy = %run.policy_id, run_id = %run.id, source = %run.source,
-                entities = run.entity_count, "run completed"
+                target: LOG,
+                "policy {:?}: {} run {} completed with {} entities in {chunks} chunk(s)",
+                run.policy_id,
+                run.source,
+                run.id,
+                run.entity_count
             ),
             Some(e) => tracing::warn!(
-                policy = %run.policy_id, run_id = %run.id, source = %run.source,
-                entities = run.entity_count, "run failed: {e}"
+                target: LOG,
+                "policy {:?}: {} run {} failed after {} entities: {e}",
+                run.policy_id,
+                run.source,
+                run.id,
+                run.entity_count
             ),
         }
         self.emit(RunEvent::Finished(run.clone()));
@@ -301,7 +312,7 @@ impl RunExecutor {
         failure_meta.insert("run_id".into(), Value::from(run.id.clone()));
         let error = Error::Ingest(reason.clone());
         if let Err(e) = self.sink.record_failure(&error, &failure_meta).await {
-            tracing::warn!(run_id = %run.id, "the sink's record_failure failed: {e}");
+            tracing::warn!(target: LOG, "run {}: the sink's record_failure failed: {e}", run.id);
         }
         let mut finish_meta = Map::new();
         finish_meta.insert("chunk_count".into(), Value::from(0));
@@ -309,6 +320,14 @@ impl RunExecutor {
             .store
             .finish_run(&run.id, RunStatus::Failed, Some(reason), 0, finish_meta)
             .await?;
+        tracing::warn!(
+            target: LOG,
+            "policy {:?}: {} run {} failed: {}",
+            run.policy_id,
+            run.source,
+            run.id,
+            run.reason.as_deref().unwrap_or("")
+        );
         self.emit(RunEvent::Finished(run.clone()));
         Ok(run)
     }

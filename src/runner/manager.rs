@@ -5,7 +5,7 @@
 
 use super::config::{PolicySpec, parse_policies, parse_policies_yaml, process_env};
 use super::executor::{
-    BackendMetadata, BoxFuture, EventHook, IngestHandle, Producer, RunContext, RunEvent,
+    BackendMetadata, BoxFuture, EventHook, IngestHandle, LOG, Producer, RunContext, RunEvent,
     RunExecutor, RunTarget,
 };
 use super::run::{Run, RunSource};
@@ -251,7 +251,11 @@ impl PolicyManager {
                 *entry.scheduler.lock().expect("scheduler poisoned") = Some(task);
             }
         }
-        tracing::info!(policies = ?names, scheduled = schedule, "policies started");
+        tracing::info!(
+            target: LOG,
+            "started policies {names:?} ({})",
+            if schedule { "scheduled" } else { "not scheduled" }
+        );
         Ok(names)
     }
 
@@ -331,7 +335,7 @@ impl PolicyManager {
             .remove(name)
             .ok_or_else(|| Error::NotFound(format!("no policy named {name:?} is running")))?;
         entry.abort_scheduler();
-        tracing::info!(policy = name, "policy deleted");
+        tracing::info!(target: LOG, "policy {name:?} deleted");
         Ok(())
     }
 
@@ -394,8 +398,9 @@ impl PolicyManager {
         let idle = self.wait_idle(timeout).await;
         if !idle {
             tracing::warn!(
-                inflight = self.inflight(),
-                "policy manager stopped with runs still in flight after {timeout:?}"
+                target: LOG,
+                "policy manager stopped with {} run(s) still in flight after {timeout:?}",
+                self.inflight()
             );
         }
         idle
@@ -422,8 +427,8 @@ fn tick(inner: &Arc<Inner>, name: &str) -> Result<TickOutcome> {
         .ok_or_else(|| Error::NotFound(format!("no policy named {name:?} is running")))?;
     let Some(guard) = try_begin(&entry.running) else {
         tracing::warn!(
-            policy = name,
-            "previous run still in progress: skipping this schedule tick"
+            target: LOG,
+            "policy {name:?}: the previous run is still in progress; skipping this schedule tick"
         );
         inner.executor.emit(RunEvent::TickSkipped {
             policy: name.to_string(),
@@ -440,7 +445,7 @@ fn tick(inner: &Arc<Inner>, name: &str) -> Result<TickOutcome> {
             .execute(&entry.target, RunSource::Schedule, producer(&entry.backend))
             .await
         {
-            tracing::error!(policy = %entry.spec.name, "could not record a run: {e}");
+            tracing::error!(target: LOG, "policy {:?}: could not record a run: {e}", entry.spec.name);
         }
     });
     Ok(TickOutcome::Started)
@@ -462,7 +467,7 @@ async fn schedule_loop(inner: Weak<Inner>, name: String, schedule: Schedule) {
         let now = clock.now();
         let from = last.map_or(now, |l| l.max(now));
         let Some(next) = schedule.next_after(from) else {
-            tracing::info!(policy = %name, "schedule has no further fire time");
+            tracing::info!(target: LOG, "policy {name:?}: its schedule has no further fire time");
             return;
         };
         let wait = (next - now).to_std().unwrap_or_default();
@@ -473,7 +478,7 @@ async fn schedule_loop(inner: Weak<Inner>, name: String, schedule: Schedule) {
             return;
         }
         if let Err(e) = tick(&inner, &name) {
-            tracing::info!(policy = %name, "schedule ended: {e}");
+            tracing::info!(target: LOG, "policy {name:?}: schedule ended: {e}");
             return;
         }
     }

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from headrace import IngestRejected, IngestUnavailable, OutboxStore, RetryPolicy
+from headrace import IngestRejected, IngestUnavailable, OutboxReaper, OutboxStore, RetryPolicy
 from headrace.errors import ConfigError
 from headrace.integrations import QueuedClient
 from headrace.outbox import ManualClock, OutboxItem
@@ -258,3 +258,17 @@ def test_bad_worker_settings_are_config_errors(sqlite_url: str) -> None:
         OutboxWorker(store, {"t": 42})
     with pytest.raises(ConfigError, match="only QueuedClients"):
         OutboxWorker(store, [print])
+
+
+def test_core_log_events_reach_python_logging(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = connect(sqlite_url, lease_seconds=0.2)
+    store.enqueue("t", 1)
+    store.claim_batch("gone-worker", 1)
+    time.sleep(0.3)
+    with caplog.at_level("INFO", logger="headrace"):
+        assert OutboxReaper(store).reap_stale_items() == 1
+        deadline = time.monotonic() + 5
+        while not any(r.name == "headrace.outbox" for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    record = next(r for r in caplog.records if r.name == "headrace.outbox")
+    assert record.levelname == "INFO" and "reaped" in record.getMessage()
