@@ -88,15 +88,11 @@ def baseline(entities: list[dict], run_id: str) -> tuple[int, int]:
     current: list[dict] = []
     size = 0
     compact = (",", ":")
-    envelope = len(
-        json.dumps({"metadata": {**metadata, "chunk_index": 0}, "entities": []}, separators=compact)
-    )
+    envelope = len(json.dumps({"metadata": {**metadata, "chunk_index": 0}, "entities": []}, separators=compact))
 
     def flush() -> None:
         nonlocal chunks, sent, current, size
-        payload = json.dumps(
-            {"metadata": {**metadata, "chunk_index": chunks}, "entities": current}, separators=compact
-        )
+        payload = json.dumps({"metadata": {**metadata, "chunk_index": chunks}, "entities": current}, separators=compact)
         assert len(payload) <= CHUNK_BYTES + 16
         chunks += 1
         sent += len(current)
@@ -116,6 +112,7 @@ def baseline(entities: list[dict], run_id: str) -> tuple[int, int]:
 
 def throughput(n: int, repeat: int) -> None:
     import bench_runner_backend as backend
+
     from headrace import NullSink, PolicyManager
 
     backend.ENTITIES = [backend.device(i) for i in range(n)]
@@ -163,11 +160,7 @@ def rss_child(n: int) -> None:
 
     manager = PolicyManager(sink=NullSink(), chunk_bytes=CHUNK_BYTES)
     manager.start_policies(
-        {
-            "policies": {
-                "mem": {"config": {"package": "bench_runner_backend", "mode": "generate", "count": n}}
-            }
-        },
+        {"policies": {"mem": {"config": {"package": "bench_runner_backend", "mode": "generate", "count": n}}}},
         schedule=False,
     )
     run = manager.run_now("mem")
@@ -193,9 +186,7 @@ def memory() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")

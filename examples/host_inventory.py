@@ -98,9 +98,7 @@ def _interface_type(name: str, path: Path) -> str:
     if not (path / "device").exists():
         return "virtual"
     speed = _read(path / "speed")
-    return {"1000": "1000base-t", "10000": "10gbase-x-sfpp", "25000": "25gbase-x-sfp28"}.get(
-        speed or "", "other"
-    )
+    return {"1000": "1000base-t", "10000": "10gbase-x-sfpp", "25000": "25gbase-x-sfp28"}.get(speed or "", "other")
 
 
 def interfaces(only: set[str] | None) -> Iterator[dict[str, Any]]:

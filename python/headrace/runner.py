@@ -127,8 +127,7 @@ def find_backend_class(package: str) -> type[Backend]:
         module = importlib.import_module(package)
     except Exception as exc:
         raise ConfigError(
-            f"cannot load backend package {package!r}: importing module {package!r} failed: "
-            f"{_describe_cause(exc)}"
+            f"cannot load backend package {package!r}: importing module {package!r} failed: {_describe_cause(exc)}"
         ) from exc
     return _backend_in(module, f"backend package {package!r}")
 
@@ -175,9 +174,7 @@ def read_metadata(cls: type[Backend]) -> Any:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(
-            f"backend {cls.__qualname__}: reading its metadata failed: {_describe_cause(exc)}"
-        ) from exc
+        raise ConfigError(f"backend {cls.__qualname__}: reading its metadata failed: {_describe_cause(exc)}") from exc
     raise ConfigError(
         f"backend {cls.__qualname__} implements neither describe() nor setup(): define "
         "`@classmethod def describe(cls) -> Metadata`"

@@ -15,8 +15,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import headrace
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import headrace
 from headrace import (
     Backend,
     ConfigError,
@@ -34,8 +37,6 @@ from headrace import (
     RunStatus,
 )
 from headrace.runner import Config, construct_backend, find_backend_class, read_metadata
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 # --------------------------------------------------------------------------- helpers
 
@@ -263,9 +264,7 @@ def test_a_backend_written_exactly_like_an_orb_worker_backend_runs(modules, monk
     with pytest.warns(DeprecationWarning, match="CustomBackend overrides the deprecated"):
         __import__(name)
     m = manager()
-    doc = {
-        "policies": {"orb": {"config": {"package": name, "site": "lab"}, "scope": {"targets": ["r1", "r2"]}}}
-    }
+    doc = {"policies": {"orb": {"config": {"package": name, "site": "lab"}, "scope": {"targets": ["r1", "r2"]}}}}
     m.start_policies(doc, schedule=False)
     run = m.run_now("orb")
     assert (run.status, run.entity_count) == ("completed", 2), run.reason
@@ -557,9 +556,7 @@ def test_entity_kinds_and_run_id_without_mutating_the_callers_objects(modules) -
     m, callback, _ = _callback_for(modules, sink)
     original = {"name": "plain", "metadata": {"owner": "me", "run_id": "stale"}}
     nested = {"name": "nested", "child": DataclassDevice("inner", ["t"])}
-    callback(
-        entities=[original, DataclassDevice("dc", ["a"]), ModelDevice("md"), DictDevice(), nested, [1, 2]]
-    )
+    callback(entities=[original, DataclassDevice("dc", ["a"]), ModelDevice("md"), DictDevice(), nested, [1, 2]])
     run = m.runs("p")[0]
     assert run.status == "completed", run.reason
     got = sink.entities
@@ -663,8 +660,7 @@ def test_a_raising_backend_or_broken_iterable_is_a_failed_run_not_a_crash(module
     m = manager(sink)
     doc = {
         "policies": {
-            mode: {"config": {"package": name, "mode": mode}}
-            for mode in ("raise", "not-iterable", "broken", "ok")
+            mode: {"config": {"package": name, "mode": mode}} for mode in ("raise", "not-iterable", "broken", "ok")
         }
     }
     assert m.start_policies(doc, schedule=False) == ["raise", "not-iterable", "broken", "ok"]
