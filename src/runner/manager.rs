@@ -396,6 +396,9 @@ impl PolicyManager {
             entry.abort_scheduler();
         }
         let idle = self.wait_idle(timeout).await;
+        if let Err(e) = self.inner.executor.store().flush().await {
+            tracing::error!(target: LOG, "the run store could not be flushed: {e}");
+        }
         if !idle {
             tracing::warn!(
                 target: LOG,
