@@ -721,6 +721,21 @@ fn end_stream(
     }
 }
 
+/// Runs `fut` on the shared runtime and waits for it with the GIL released. Unlike
+/// `block_on`, safe from any thread, including one already inside the runtime's context (a
+/// Python sink calling a backend's callback from its blocking thread, say).
+fn wait_detached<T: Send + 'static>(
+    py: Python<'_>,
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    py.detach(move || rx.recv())
+        .map_err(|_| Error::Ingest("the run was lost (the runtime shut down)".into()))?
+}
+
 /// Runs `entities` as a callback run of `handle`, iterating them on the calling thread.
 /// Returns how the run ended and, when the entities themselves failed, the original exception.
 fn callback_run(
@@ -739,6 +754,7 @@ fn callback_run(
     runtime().spawn(async move {
         let _ = done_tx.send(task_handle.ingest_outcome(producer).await);
     });
+    // (The same pattern as `wait_detached`, split so that this thread can feed the run.)
     let mut original = None;
     // Either the run asks for entities, or it ended before it could (no run recorded).
     if let Ok((sender, run_id)) = py.detach(move || ready_rx.recv()) {
@@ -799,7 +815,7 @@ impl PyIngestCallback {
                     error.str()?.to_string()
                 };
                 let handle = self.handle.clone();
-                block_on(py, async move { handle.fail(reason).await })?;
+                wait_detached(py, async move { handle.fail(reason).await })?;
                 Ok(())
             }
             _ => Err(PyValueError::new_err(
@@ -870,7 +886,7 @@ impl PyIngestSink {
             error.str().map(|s| s.to_string()).unwrap_or_default()
         };
         let handle = self.handle.clone();
-        match block_on(py, async move { handle.fail(reason).await }) {
+        match wait_detached(py, async move { handle.fail(reason).await }) {
             Ok(run) => Some(PyRun::from(run)),
             Err(e) => {
                 log(
