@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod outbox;
 pub mod runner;
+pub mod state;
 pub mod worker;
 
 #[cfg(feature = "python")]

@@ -8,6 +8,7 @@ mod logging;
 pub(crate) mod outbox;
 mod runner;
 pub(crate) mod runtime;
+mod state;
 mod worker;
 
 use pyo3::prelude::*;
@@ -20,5 +21,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     outbox::register(m)?;
     runner::register(m)?;
     worker::register(m)?;
+    state::register(m)?;
     Ok(())
 }

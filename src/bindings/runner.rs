@@ -18,8 +18,8 @@ use crate::runner::{
     BackendLoader, BackendMetadata, BoxFuture, Chunk, DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_RUNS_PER_POLICY, DryRunSink, EntitySource, IngestHandle, ManagerConfig,
     MemoryRunStore, NullSink, OutboxSink, PolicyBackend, PolicyManager, PolicySpec, Producer,
-    ResolvedBackend, Run, RunContext, RunStore, Sink, TickOutcome,
-    parse_policies, parse_policies_yaml,
+    ResolvedBackend, Run, RunContext, RunStore, Sink, TickOutcome, parse_policies,
+    parse_policies_yaml,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

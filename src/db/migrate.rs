@@ -23,10 +23,16 @@ macro_rules! migration {
 }
 
 /// SQLite schema steps, in order.
-pub const SQLITE: &[Migration] = &[migration!("sqlite", "0001_outbox")];
+pub const SQLITE: &[Migration] = &[
+    migration!("sqlite", "0001_outbox"),
+    migration!("sqlite", "0002_state"),
+];
 
 /// PostgreSQL schema steps, in order.
-pub const POSTGRES: &[Migration] = &[migration!("postgres", "0001_outbox")];
+pub const POSTGRES: &[Migration] = &[
+    migration!("postgres", "0001_outbox"),
+    migration!("postgres", "0002_state"),
+];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS headrace_schema_migrations (
     version TEXT PRIMARY KEY,

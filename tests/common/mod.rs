@@ -25,6 +25,8 @@ pub fn epoch() -> DateTime<Utc> {
 /// Which database a fixture uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
+    /// In-process storage (`memory://`), for stores that offer it.
+    Memory,
     Sqlite,
     Postgres,
 }
@@ -42,6 +44,12 @@ impl Database {
     pub async fn fresh(engine: Engine) -> Option<Database> {
         let clock = ManualClock::new(epoch());
         match engine {
+            Engine::Memory => Some(Database {
+                engine,
+                url: "memory://".into(),
+                clock,
+                _dir: None,
+            }),
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
