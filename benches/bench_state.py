@@ -94,9 +94,7 @@ def run_baseline(path: str, n: int) -> float:
                 "INSERT INTO history (invocation_id, timestamp, status) VALUES (?, ?, ?)",
                 (inv.invocation_id, datetime.now(timezone.utc).isoformat(), status.value),
             )
-            conn.execute(
-                "UPDATE invocations SET status = ? WHERE invocation_id = ?", (status.value, inv.invocation_id)
-            )
+            conn.execute("UPDATE invocations SET status = ? WHERE invocation_id = ?", (status.value, inv.invocation_id))
             conn.execute("COMMIT")
         transaction(
             "UPDATE invocations SET result = ? WHERE invocation_id = ?",

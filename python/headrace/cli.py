@@ -182,7 +182,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         finished = manager.stop(timeout=args.stop_timeout)
         runner_log.removeHandler(handler)
     print()
-    _print_table(RUN_HEADERS, _run_rows(runs))
+    if runs:
+        _print_table(RUN_HEADERS, _run_rows(runs))
+    else:
+        print("no run finished")
     target = f"dry-run files in {args.dry_run}" if args.dry_run else f"outbox topic {args.topic!r} in {args.db}"
     total = sum(run.entity_count for run in runs)
     print(f"\n{len(runs)} run(s), {total} entities -> {target}")

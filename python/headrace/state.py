@@ -40,9 +40,7 @@ __all__ = [
     "WorkflowIdentity",
 ]
 
-_TRANSITIONS: dict[str, frozenset[str]] = {
-    name: frozenset(allowed) for name, allowed in _core.status_transitions()
-}
+_TRANSITIONS: dict[str, frozenset[str]] = {name: frozenset(allowed) for name, allowed in _core.status_transitions()}
 
 
 class InvocationStatus(str, Enum):
@@ -130,9 +128,7 @@ class Invocation:
         if not isinstance(task_id, str) or not task_id.strip():
             raise ConfigError(f"task_id must be a non-empty str, got {task_id!r}")
         if arguments is not None and not isinstance(arguments, dict):
-            raise ConfigError(
-                f"arguments must be a dict of keyword arguments or None, got {type(arguments).__name__}"
-            )
+            raise ConfigError(f"arguments must be a dict of keyword arguments or None, got {type(arguments).__name__}")
         if created_at is not None and created_at.tzinfo is None:
             raise ConfigError("created_at must be a timezone-aware datetime")
         try:
@@ -183,9 +179,7 @@ class StoredException(HeadraceError):
     ) -> None:
         self.type_module = type_module
         self.type_qualname = type_qualname
-        self.type_name = (
-            type_qualname if type_module in ("", "builtins") else f"{type_module}.{type_qualname}"
-        )
+        self.type_name = type_qualname if type_module in ("", "builtins") else f"{type_module}.{type_qualname}"
         self.original_args = original_args
         self.traceback_text = traceback_text
         super().__init__(f"{self.type_name}: {message}" if self.type_name else message)

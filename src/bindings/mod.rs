@@ -8,7 +8,7 @@ mod logging;
 pub(crate) mod outbox;
 mod runner;
 pub(crate) mod runtime;
-mod state;
+pub(crate) mod state;
 mod worker;
 
 use pyo3::prelude::*;

@@ -11,6 +11,7 @@ use crate::bindings::errors::config_error;
 use crate::bindings::json;
 use crate::bindings::outbox::PyOutboxStore;
 use crate::bindings::runtime::{block_on, runtime};
+use crate::bindings::state::PyStateBackend;
 use crate::error::{Error, Result};
 use crate::runner::executor::RunOutcome;
 use crate::runner::source::{self, BatchSender};
@@ -18,9 +19,10 @@ use crate::runner::{
     BackendLoader, BackendMetadata, BoxFuture, Chunk, DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_RUNS_PER_POLICY, DryRunSink, EntitySource, IngestHandle, ManagerConfig,
     MemoryRunStore, NullSink, OutboxSink, PolicyBackend, PolicyManager, PolicySpec, Producer,
-    ResolvedBackend, Run, RunContext, RunStore, Sink, TickOutcome, parse_policies,
+    ResolvedBackend, Run, RunContext, RunStore, Sink, StateRunStore, TickOutcome, parse_policies,
     parse_policies_yaml,
 };
+use crate::state::WriteBehindConfig;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pyo3::exceptions::{PyAttributeError, PyNotImplementedError, PyTypeError, PyValueError};
@@ -1349,30 +1351,39 @@ fn list_runs(
     Ok(runs.into_iter().map(PyRun::from).collect())
 }
 
+/// The run store `state` selects: `None` or `"memory://"` keep runs in this process; a
+/// `StateBackend` or a database URL (`sqlite:…`, `postgres://…`) keep them in the state backend
+/// (durable, shared by every process on that database).
 fn run_store(
     py: Python<'_>,
     state: Option<&Bound<'_, PyAny>>,
     max_runs: usize,
 ) -> PyResult<Arc<dyn RunStore>> {
-    let _ = py;
-    match state {
-        None => Ok(Arc::new(MemoryRunStore::new(max_runs)?)),
-        Some(s) if s.is_none() => Ok(Arc::new(MemoryRunStore::new(max_runs)?)),
-        Some(s) => {
-            let url: String = s.extract().map_err(|_| {
-                config_error(format!(
-                    "state= takes a database URL (\"memory://\"), got {}",
-                    s.repr().map(|r| r.to_string()).unwrap_or_default()
-                ))
-            })?;
-            match crate::db::DatabaseUrl::parse(&url)? {
-                crate::db::DatabaseUrl::Memory => Ok(Arc::new(MemoryRunStore::new(max_runs)?)),
-                _ => Err(config_error(format!(
-                    "state={url:?}: only memory:// run stores are available in this build"
-                ))),
-            }
-        }
+    let state = match state {
+        None => return Ok(Arc::new(MemoryRunStore::new(max_runs)?)),
+        Some(s) if s.is_none() => return Ok(Arc::new(MemoryRunStore::new(max_runs)?)),
+        Some(s) => s,
+    };
+    if let Ok(backend) = state.cast::<PyStateBackend>() {
+        return Ok(Arc::new(StateRunStore::new(
+            backend.get().wb.clone(),
+            max_runs,
+        )?));
     }
+    let url: String = state.extract().map_err(|_| {
+        config_error(format!(
+            "state= takes a StateBackend or a database URL (sqlite:///path.db, postgres://…, \
+             memory://), got {}",
+            state.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })?;
+    if let crate::db::DatabaseUrl::Memory = crate::db::DatabaseUrl::parse(&url)? {
+        return Ok(Arc::new(MemoryRunStore::new(max_runs)?));
+    }
+    let wb = block_on(py, async move {
+        crate::state::connect(&url, WriteBehindConfig::default()).await
+    })?;
+    Ok(Arc::new(StateRunStore::new(Arc::new(wb), max_runs)?))
 }
 
 /// Runs configured policies: loads each backend, schedules it (5-field cron, or once now), and

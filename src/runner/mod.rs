@@ -12,6 +12,7 @@ pub mod run_store;
 pub mod schedule;
 pub mod sink;
 pub mod source;
+pub mod state_store;
 
 pub use chunker::{Chunk, Chunker, DEFAULT_CHUNK_BYTES, stamp_run_id};
 pub use config::{PolicyConfig, PolicySpec, parse_policies, parse_policies_yaml};
@@ -27,3 +28,4 @@ pub use run_store::{DEFAULT_MAX_RUNS_PER_POLICY, MemoryRunStore, RunStore};
 pub use schedule::Schedule;
 pub use sink::{DryRunSink, NullSink, OutboxSink, Sink};
 pub use source::{BatchSender, ChannelSource, EntitySource, IterSource, ValueSource};
+pub use state_store::StateRunStore;

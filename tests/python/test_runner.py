@@ -903,3 +903,25 @@ def test_null_and_dry_run_sinks(modules, tmp_path) -> None:
     assert len(files) == run.metadata["chunk_count"]
     assert files[0].name == f"p-{run.id}-00000.json"
     m.stop()
+
+
+def test_runs_are_durable_in_the_state_backend(modules, db_url) -> None:
+    from headrace.state import StateBackend
+
+    name = modules(MODERN)
+    first = PolicyManager(state=db_url, sink=NullSink(), max_runs_per_policy=2)
+    first.start_policies(policies(name, count=2), schedule=False)
+    ids = [first.run_now("p").id for _ in range(3)]
+    assert first.stop(5)
+    # A new manager (as after a restart) sees the same runs, newest first, retention applied.
+    state = StateBackend(db_url)
+    second = PolicyManager(state=state, sink=NullSink(), max_runs_per_policy=2)
+    runs = second.runs("p")
+    assert [r.id for r in runs] == ids[::-1][:2]
+    assert all((r.status, r.entity_count, r.source) == ("completed", 2, "manual") for r in runs)
+    assert runs[0].metadata["chunk_count"] == 1
+    # A run is an invocation of task "policy:<name>" in the state backend.
+    assert state.get_invocation(ids[-1]).task_id == "policy:p"
+    assert [r.id for r in headrace.runner.list_runs(db_url, "p")] == ids[::-1][:2]
+    with pytest.raises(ConfigError, match="state="):
+        PolicyManager(state=42, sink=NullSink())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import fresh_pg_url, fresh_sqlite_url
+
 from headrace.errors import (
     ConfigError,
     HeadraceError,
@@ -243,9 +244,7 @@ def test_a_result_not_set_is_not_found(state: StateBackend) -> None:
     ("value", "type_name"),
     [(object(), "object"), ({1, 2}, "set"), (datetime.now(), "datetime"), (Decimal("1.5"), "Decimal")],
 )
-def test_non_json_values_are_config_errors_naming_the_type(
-    state: StateBackend, value: object, type_name: str
-) -> None:
+def test_non_json_values_are_config_errors_naming_the_type(state: StateBackend, value: object, type_name: str) -> None:
     inv = Invocation("t")
     state.upsert_invocation(inv)
     with pytest.raises(ConfigError, match=type_name):
