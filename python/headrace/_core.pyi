@@ -372,57 +372,6 @@ class PolicyManager:
 
 def list_runs(url: str, policy: str | None = None, *, limit: int = 20) -> list[Run]: ...
 
-# --- worker -----------------------------------------------------------------------------------
-
-@final
-class StopFlag:
-    """True once the worker is stopping; dispatchers start no further items then."""
-
-    def __bool__(self) -> bool: ...
-    def is_set(self) -> bool: ...
-
-@final
-class WorkerReport:
-    """What a worker run did."""
-
-    processed: int
-    completed: int
-    retried: int
-    failed: int
-    released: int
-    reaped: int
-    def as_dict(self) -> dict[str, int]: ...
-
-@final
-class WorkerCore:
-    """The Rust claim loop; use ``headrace.worker.OutboxWorker``."""
-
-    def __init__(
-        self,
-        store: OutboxStore,
-        dispatch: Callable[[list[OutboxItem], StopFlag], Sequence[tuple[Any, ...]]],
-        *,
-        settled: Callable[[list[tuple[OutboxItem, str, str | None]]], None] | None = None,
-        worker_id: str,
-        batch_size: int = 100,
-        concurrency: int = 1,
-        poll_interval: float = 1.0,
-        retry: RetryPolicy | None = None,
-        reaper_interval: float | None = 60.0,
-        topics: Sequence[str] | None = None,
-        retry_by_topic: Mapping[str, RetryPolicy] = ...,
-    ) -> None: ...
-    @property
-    def worker_id(self) -> str: ...
-    @property
-    def stopping(self) -> bool: ...
-    def run(self) -> WorkerReport: ...
-    def run_until_empty(self, timeout: float | None = None) -> WorkerReport: ...
-    def arun(self) -> Awaitable[WorkerReport]: ...
-    def arun_until_empty(self, timeout: float | None = None) -> Awaitable[WorkerReport]: ...
-    def stop(self) -> None: ...
-    def metrics(self) -> str: ...
-
 # ----- state backend (headrace.state) ------------------------------------------------------------
 
 def status_transitions() -> list[tuple[str, list[str]]]: ...
@@ -483,3 +432,54 @@ class StateBackend:
     def wait_for_all_async_operations(self) -> None: ...
     def wait_for_invocation_async_operations(self, invocation_id: Any) -> None: ...
     def close(self) -> None: ...
+
+# --- worker -----------------------------------------------------------------------------------
+
+@final
+class StopFlag:
+    """True once the worker is stopping; dispatchers start no further items then."""
+
+    def __bool__(self) -> bool: ...
+    def is_set(self) -> bool: ...
+
+@final
+class WorkerReport:
+    """What a worker run did."""
+
+    processed: int
+    completed: int
+    retried: int
+    failed: int
+    released: int
+    reaped: int
+    def as_dict(self) -> dict[str, int]: ...
+
+@final
+class WorkerCore:
+    """The Rust claim loop; use ``headrace.worker.OutboxWorker``."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        dispatch: Callable[[list[OutboxItem], StopFlag], Sequence[tuple[Any, ...]]],
+        *,
+        settled: Callable[[list[tuple[OutboxItem, str, str | None]]], None] | None = None,
+        worker_id: str,
+        batch_size: int = 100,
+        concurrency: int = 1,
+        poll_interval: float = 1.0,
+        retry: RetryPolicy | None = None,
+        reaper_interval: float | None = 60.0,
+        topics: Sequence[str] | None = None,
+        retry_by_topic: Mapping[str, RetryPolicy] = ...,
+    ) -> None: ...
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def stopping(self) -> bool: ...
+    def run(self) -> WorkerReport: ...
+    def run_until_empty(self, timeout: float | None = None) -> WorkerReport: ...
+    def arun(self) -> Awaitable[WorkerReport]: ...
+    def arun_until_empty(self, timeout: float | None = None) -> Awaitable[WorkerReport]: ...
+    def stop(self) -> None: ...
+    def metrics(self) -> str: ...

@@ -20,7 +20,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::register(m)?;
     outbox::register(m)?;
     runner::register(m)?;
-    worker::register(m)?;
     state::register(m)?;
+    worker::register(m)?;
     Ok(())
 }

@@ -138,42 +138,60 @@ impl OutboxWorker {
     }
 }
 
+/// Claims one batch and records the claim in the metrics.
+async fn claim(shared: Arc<Shared>) -> Result<Vec<OutboxItem>> {
+    let config = &shared.config;
+    let started = Instant::now();
+    let items = shared
+        .store
+        .claim_batch(
+            &config.worker_id,
+            config.batch_size,
+            config.topics.as_deref(),
+        )
+        .await?;
+    let topics: Vec<&str> = items.iter().map(|i| i.topic.as_str()).collect();
+    shared.metrics.record_claim(started.elapsed(), &topics);
+    Ok(items)
+}
+
+/// One lane: claim → handle → acknowledge, claiming the next batch while handlers run.
 async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
     let config = &shared.config;
     let work = shared.store.work_signal().await?;
     let mut report = WorkerReport::default();
-    while !shared.stop.is_set() {
+    let mut prefetched: Option<tokio::task::JoinHandle<Result<Vec<OutboxItem>>>> = None;
+    let outcome = loop {
+        if shared.stop.is_set() {
+            break Ok(());
+        }
         let work_arrived = work.notified();
         let stopping = shared.stopping.notified();
         tokio::pin!(work_arrived, stopping);
         work_arrived.as_mut().enable();
         stopping.as_mut().enable();
-        if shared.stop.is_set() {
-            break;
-        }
-        let started = Instant::now();
-        let claimed = shared
-            .store
-            .claim_batch(
-                &config.worker_id,
-                config.batch_size,
-                config.topics.as_deref(),
-            )
-            .await;
+        let was_prefetched = prefetched.is_some();
+        let claimed = match prefetched.take() {
+            Some(handle) => handle
+                .await
+                .unwrap_or_else(|e| Err(Error::Store(format!("claim task failed: {e}")))),
+            None => claim(shared.clone()).await,
+        };
         let items = match claimed {
             Ok(items) => items,
-            Err(err) if until_empty => return Err(err),
+            Err(err) if until_empty => break Err(err),
             Err(err) => {
                 tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "claim failed; retrying after the poll interval");
                 tokio::select! { _ = &mut stopping => {}, _ = tokio::time::sleep(config.poll_interval) => {} }
                 continue;
             }
         };
-        let topics: Vec<&str> = items.iter().map(|i| i.topic.as_str()).collect();
-        shared.metrics.record_claim(started.elapsed(), &topics);
         if items.is_empty() {
+            if was_prefetched {
+                continue; // claimed before the last batch settled: look again before idling
+            }
             if until_empty {
-                break;
+                break Ok(());
             }
             tokio::select! {
                 _ = &mut work_arrived => {}
@@ -182,15 +200,29 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
             }
             continue;
         }
+        if !shared.stop.is_set() {
+            prefetched = Some(tokio::spawn(claim(shared.clone())));
+        }
         match process_batch(&shared, items).await {
             Ok(batch) => report.add(&batch),
-            Err(err) if until_empty => return Err(err),
+            Err(err) if until_empty => break Err(err),
             Err(err) => {
                 tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "acknowledging a batch failed; its leases will expire and the reaper will return the items");
             }
         }
+    };
+    if let Some(handle) = prefetched
+        && let Ok(Ok(items)) = handle.await
+    {
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+        match shared.store.release(&ids, &config.worker_id).await {
+            Ok(released) => report.released += released,
+            Err(err) => {
+                tracing::warn!(target: "headrace.worker", %err, "could not release a prefetched batch; the reaper will return it")
+            }
+        }
     }
-    Ok(report)
+    outcome.map(|()| report)
 }
 
 async fn reap_periodically(shared: Arc<Shared>, every: Duration, reaped: Arc<AtomicU64>) {
