@@ -583,7 +583,7 @@ async fn a_failure_starting_one_policy_starts_none_of_the_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_names_delete_and_stop() {
     let h = harness(None);
-    let yaml = "policies:\n  p:\n    config: {package: m, schedule: '*/5 * * * *'}\n";
+    let yaml = "policies:\n  p:\n    config: {package: m, schedule: '0 0 1 1 *'}\n";
     h.manager.start_policies(specs(yaml), true).await.unwrap();
     let err = h
         .manager

@@ -743,7 +743,7 @@ def test_stop_waits_for_runs_in_flight_up_to_its_timeout(modules) -> None:
 def test_delete_policy(modules) -> None:
     name = modules(MODERN)
     m = manager()
-    m.start_policies(policies(name, count=1, schedule="*/5 * * * *"))
+    m.start_policies(policies(name, count=1, schedule="0 0 1 1 *"))
     assert m.policies == ["p"]
     m.delete_policy("p")
     assert m.policies == []
