@@ -7,6 +7,7 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod outbox;
+pub mod runner;
 pub mod state;
 pub mod worker;
 

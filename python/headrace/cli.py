@@ -7,9 +7,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from headrace.errors import HeadraceError
 from headrace.outbox import OutboxStore
+
+if TYPE_CHECKING:
+    from headrace.runner import Run
 
 DEFAULT_DB = "sqlite://headrace.db"
 
@@ -90,6 +94,120 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _run_rows(runs: Sequence[Run]) -> list[list[object]]:
+    rows = []
+    for run in runs:
+        seconds = (run.updated_at - run.created_at).total_seconds()
+        rows.append(
+            [
+                run.policy_id,
+                run.status,
+                run.source,
+                run.entity_count,
+                run.metadata.get("chunk_count", ""),
+                f"{seconds:.2f}s" if run.status != "running" else "",
+                run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                run.id,
+                run.reason or "",
+            ]
+        )
+    return rows
+
+
+RUN_HEADERS = [
+    "POLICY",
+    "STATUS",
+    "SOURCE",
+    "ENTITIES",
+    "CHUNKS",
+    "TOOK",
+    "STARTED (UTC)",
+    "RUN ID",
+    "REASON",
+]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Loads a policies file and runs its policies: once (--once), or on their schedules."""
+    import logging
+    import signal
+    import threading
+    from pathlib import Path
+
+    from headrace.runner import DEFAULT_CHUNK_BYTES, DryRunSink, OutboxSink, PolicyManager
+
+    path = Path(args.policies)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        print(f"headrace: cannot read policies file {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    # Backends named by module are found beside the policies file, then in the working directory.
+    for directory in (str(path.resolve().parent), os.getcwd()):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    runner_log = logging.getLogger("headrace.runner")
+    runner_log.addHandler(handler)
+    runner_log.setLevel(logging.INFO)
+
+    store = OutboxStore.connect(args.db, max_payload_bytes=DEFAULT_CHUNK_BYTES)
+    sink = DryRunSink(args.dry_run) if args.dry_run else OutboxSink(store, topic=args.topic)
+    manager = PolicyManager(state=args.db, sink=sink)
+    try:
+        names = manager.start_policies(text, schedule=not args.once)
+        if args.once:
+            runs = [manager.run_now(name) for name in names]
+        else:
+            scheduled = [n for n in names if manager.policy(n).config.schedule]
+            if scheduled:
+                stop = threading.Event()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, lambda *_: stop.set())
+                print(f"running {len(names)} policies ({', '.join(scheduled)} on a schedule); Ctrl-C stops")
+                while not stop.wait(0.5):
+                    pass
+                print("stopping: waiting for runs in flight")
+            manager.wait_idle(timeout=args.stop_timeout)
+            runs = [manager.runs(name)[0] for name in names if manager.runs(name)]
+    finally:
+        finished = manager.stop(timeout=args.stop_timeout)
+        runner_log.removeHandler(handler)
+    print()
+    if runs:
+        _print_table(RUN_HEADERS, _run_rows(runs))
+    else:
+        print("no run finished")
+    target = f"dry-run files in {args.dry_run}" if args.dry_run else f"outbox topic {args.topic!r} in {args.db}"
+    total = sum(run.entity_count for run in runs)
+    print(f"\n{len(runs)} run(s), {total} entities -> {target}")
+    if not args.dry_run:
+        stats = store.stats()
+        print("outbox: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    if not finished:
+        print("warning: some runs were still in flight when headrace stopped", file=sys.stderr)
+    return 0 if all(run.status == "completed" for run in runs) else 1
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from headrace.runner import list_runs
+
+    runs = list_runs(args.db, args.policy, limit=args.limit)
+    if not runs:
+        print("no runs recorded" + (f" for policy {args.policy!r}" if args.policy else ""))
+        return 0
+    _print_table(RUN_HEADERS, _run_rows(runs))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headrace", description=__doc__)
     parser.add_argument(
@@ -110,6 +228,29 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("item_id", type=int, nargs="?")
     requeue.add_argument("--topic", help="only failed items of this topic")
     requeue.set_defaults(handler=_cmd_outbox_requeue)
+
+    run = commands.add_parser(
+        "run",
+        help="run the policies of a YAML file (once, or on their schedules) into the outbox",
+        description="Loads POLICIES (YAML: policies: {name: {config: {package, schedule, ...}, scope}}) "
+        "and runs them: each policy without a schedule once, the others on their 5-field cron "
+        "schedules until interrupted. Entities go to the outbox of --db; runs are recorded there too.",
+    )
+    run.add_argument("policies", help="the policies YAML file")
+    run.add_argument("--db", default=argparse.SUPPRESS, help="database URL (overrides the global --db)")
+    run.add_argument("--once", action="store_true", help="run every policy once now, then exit")
+    run.add_argument("--topic", default="headrace.entities", help="outbox topic (default: headrace.entities)")
+    run.add_argument("--dry-run", metavar="DIR", help="write each chunk as a JSON file in DIR instead")
+    run.add_argument(
+        "--stop-timeout", type=float, default=30.0, help="seconds to wait for runs in flight when stopping"
+    )
+    run.set_defaults(handler=_cmd_run)
+
+    runs = commands.add_parser("runs", help="list recorded policy runs, newest first")
+    runs.add_argument("policy", nargs="?", help="only this policy")
+    runs.add_argument("--db", default=argparse.SUPPRESS, help="database URL (overrides the global --db)")
+    runs.add_argument("--limit", type=int, default=20, help="at most this many runs per policy (default 20)")
+    runs.set_defaults(handler=_cmd_runs)
     return parser
 
 

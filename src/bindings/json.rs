@@ -91,6 +91,8 @@ fn write_value(
         write_array(out, list.iter(), depth, path)?;
     } else if let Ok(tuple) = value.cast::<PyTuple>() {
         write_array(out, tuple.iter(), depth, path)?;
+    } else if let Some(plain) = to_plain(value)? {
+        write_value(out, &plain, depth + 1, path)?;
     } else {
         let type_name = value
             .get_type()
@@ -99,6 +101,178 @@ fn write_value(
             .unwrap_or_else(|_| "?".into());
         return Err(format!("object of type {type_name:?}"));
     }
+    Ok(())
+}
+
+static DATACLASS_ASDICT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The plain (dict/list) form of a model object: pydantic's `model_dump(mode="json")`, a
+/// `to_dict()` method, or `dataclasses.asdict` for dataclass instances; `None` for anything else.
+pub(crate) fn to_plain<'py>(
+    value: &Bound<'py, PyAny>,
+) -> Result<Option<Bound<'py, PyAny>>, String> {
+    let py = value.py();
+    if value.is_instance_of::<pyo3::types::PyType>() {
+        return Ok(None);
+    }
+    if let Ok(dump) = value.getattr(pyo3::intern!(py, "model_dump"))
+        && dump.is_callable()
+    {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("mode", "json").map_err(|e| e.to_string())?;
+        return match dump.call((), Some(&kwargs)) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => dump
+                .call0()
+                .map(Some)
+                .map_err(|e| format!("model_dump() raised {e}")),
+            Err(e) => Err(format!("model_dump() raised {e}")),
+        };
+    }
+    if let Ok(to_dict) = value.getattr(pyo3::intern!(py, "to_dict"))
+        && to_dict.is_callable()
+    {
+        return to_dict
+            .call0()
+            .map(Some)
+            .map_err(|e| format!("to_dict() raised {e}"));
+    }
+    if value
+        .get_type()
+        .hasattr(pyo3::intern!(py, "__dataclass_fields__"))
+        .unwrap_or(false)
+    {
+        let asdict = DATACLASS_ASDICT
+            .get_or_try_init(py, || {
+                py.import("dataclasses")?
+                    .getattr("asdict")
+                    .map(Bound::unbind)
+            })
+            .map_err(|e| e.to_string())?;
+        return asdict
+            .bind(py)
+            .call1((value,))
+            .map(Some)
+            .map_err(|e| format!("dataclasses.asdict() raised {e}"));
+    }
+    Ok(None)
+}
+
+/// Appends one entity of a run: `value` encoded as JSON with `run_id` written into its top-level
+/// `metadata` object (created when absent or None) — without touching the caller's object.
+/// Dicts, lists, tuples, objects with `model_dump()` / `to_dict()` and dataclasses are accepted;
+/// only object-shaped entities carry `run_id`. The error names the failing location.
+pub(crate) fn encode_entity(
+    out: &mut Vec<u8>,
+    value: &Bound<'_, PyAny>,
+    run_id: &str,
+) -> Result<(), String> {
+    let mut path = Vec::new();
+    let located = |failure: String, path: &[String]| {
+        let location: String = path.iter().rev().map(String::as_str).collect();
+        if location.is_empty() {
+            failure
+        } else {
+            format!("at {location}: {failure}")
+        }
+    };
+    let dict;
+    if let Ok(d) = value.cast::<PyDict>() {
+        dict = d.clone();
+    } else if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
+        return write_value(out, value, 0, &mut path).map_err(|f| located(f, &path));
+    } else {
+        match to_plain(value)? {
+            Some(plain) => match plain.cast_into::<PyDict>() {
+                Ok(d) => dict = d,
+                Err(e) => {
+                    let plain = e.into_inner();
+                    return write_value(out, &plain, 0, &mut path).map_err(|f| located(f, &path));
+                }
+            },
+            None => return write_value(out, value, 0, &mut path).map_err(|f| located(f, &path)),
+        }
+    }
+    out.push(b'{');
+    let mut wrote_metadata = false;
+    for (n, (key, item)) in dict.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let key = dict_key(&key)?;
+        write_str(out, &key);
+        out.push(b':');
+        if key == "metadata" {
+            wrote_metadata = true;
+            write_metadata(out, &item, run_id, &mut path)
+                .inspect_err(|_| path.push("[\"metadata\"]".into()))
+                .map_err(|f| located(f, &path))?;
+        } else {
+            write_value(out, &item, 1, &mut path)
+                .inspect_err(|_| path.push(format!("[{key:?}]")))
+                .map_err(|f| located(f, &path))?;
+        }
+    }
+    if !wrote_metadata {
+        if !dict.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"metadata\":{\"run_id\":");
+        write_str(out, run_id);
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_metadata(
+    out: &mut Vec<u8>,
+    value: &Bound<'_, PyAny>,
+    run_id: &str,
+    path: &mut Vec<String>,
+) -> Result<(), String> {
+    let dict = if value.is_none() {
+        None
+    } else if let Ok(d) = value.cast::<PyDict>() {
+        Some(d.clone())
+    } else {
+        match to_plain(value)?.map(|p| p.cast_into::<PyDict>()) {
+            Some(Ok(d)) => Some(d),
+            _ => {
+                let type_name = value
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "must be a dict to carry run_id, got an object of type {type_name:?}"
+                ));
+            }
+        }
+    };
+    out.push(b'{');
+    let mut n = 0;
+    if let Some(dict) = dict {
+        for (key, item) in dict.iter() {
+            let key = dict_key(&key)?;
+            if key == "run_id" {
+                continue;
+            }
+            if n > 0 {
+                out.push(b',');
+            }
+            write_str(out, &key);
+            out.push(b':');
+            write_value(out, &item, 2, path).inspect_err(|_| path.push(format!("[{key:?}]")))?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"run_id\":");
+    write_str(out, run_id);
+    out.push(b'}');
     Ok(())
 }
 

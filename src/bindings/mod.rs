@@ -6,8 +6,9 @@ pub(crate) mod errors;
 pub(crate) mod json;
 mod logging;
 pub(crate) mod outbox;
+mod runner;
 pub(crate) mod runtime;
-mod state;
+pub(crate) mod state;
 mod worker;
 
 use pyo3::prelude::*;
@@ -18,6 +19,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     clock::register(m)?;
     logging::register(m)?;
     outbox::register(m)?;
+    runner::register(m)?;
     state::register(m)?;
     worker::register(m)?;
     Ok(())

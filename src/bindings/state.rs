@@ -363,7 +363,7 @@ impl PyInvocationHistory {
 /// The state backend: pynenc's `BaseStateBackend` contract with write-behind writes.
 #[pyclass(module = "headrace._core", name = "StateBackend", subclass, frozen)]
 pub(crate) struct PyStateBackend {
-    wb: Arc<WriteBehind>,
+    pub(crate) wb: Arc<WriteBehind>,
     url: String,
 }
 

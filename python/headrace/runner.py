@@ -1,0 +1,217 @@
+"""The policy runner: orb-worker backends on a Rust scheduler, with a durable run store.
+
+``PolicyManager(state, sink)`` loads each policy's backend (``config.package`` is a module name,
+or a name in the ``headrace.backends`` entry-point group), schedules it (5-field cron in UTC, or
+once right away when it has no schedule), and records every run: scheduled, manual
+(``run_now``) and callback runs all take the same path — the run is recorded RUNNING, the
+backend's entities are pulled lazily and encoded once in Rust with ``metadata.run_id`` stamped,
+packed into chunks of at most ``chunk_bytes`` encoded bytes, handed to the sink, and the run is
+recorded COMPLETED with its entity count or FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from enum import Enum
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from headrace._core import (
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_MAX_RUNS_PER_POLICY,
+    Config,
+    DryRunSink,
+    IngestCallback,
+    IngestSink,
+    NullSink,
+    OutboxSink,
+    Policy,
+    PolicyManager,
+    Run,
+    list_runs,
+)
+from headrace.backend import Backend, Metadata
+from headrace.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_MAX_RUNS_PER_POLICY",
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "Config",
+    "DryRunSink",
+    "IngestCallback",
+    "IngestSink",
+    "Metadata",
+    "NullSink",
+    "OutboxSink",
+    "Policy",
+    "PolicyManager",
+    "Run",
+    "RunSource",
+    "RunStatus",
+    "construct_backend",
+    "find_backend_class",
+    "list_runs",
+    "read_metadata",
+]
+
+logger = logging.getLogger("headrace.runner")
+
+#: Entry-point group naming backends: ``name = "module:Class"`` or ``name = "module"``.
+ENTRY_POINT_GROUP = "headrace.backends"
+
+
+class RunStatus(str, Enum):
+    """Lifecycle of a run; compares equal to the stored string."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunSource(str, Enum):
+    """What started a run; compares equal to the stored string."""
+
+    SCHEDULE = "schedule"
+    CALLBACK = "callback"
+    MANUAL = "manual"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _describe_cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _backend_in(obj: Any, where: str) -> type[Backend]:
+    if isinstance(obj, type):
+        if issubclass(obj, Backend) and obj is not Backend:
+            return obj
+        raise ConfigError(f"{where} is {obj.__qualname__}, which is not a headrace Backend subclass")
+    if inspect.ismodule(obj):
+        candidates = [
+            value
+            for value in vars(obj).values()
+            if isinstance(value, type) and issubclass(value, Backend) and value is not Backend
+        ]
+        own = [c for c in candidates if c.__module__ == obj.__name__]
+        if own or candidates:
+            return (own or candidates)[0]
+        raise ConfigError(f"{where} (module {obj.__name__!r}) defines no Backend subclass")
+    raise ConfigError(f"{where} is {obj!r}, neither a module nor a Backend subclass")
+
+
+def find_backend_class(package: str) -> type[Backend]:
+    """The backend a policy's ``config.package`` names.
+
+    An entry point of that name in the ``headrace.backends`` group wins; otherwise ``package`` is
+    imported as a module and the first ``Backend`` subclass it defines is used (never the base
+    class itself). Any failure is a ``ConfigError`` naming the module and the cause.
+    """
+    for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name == package:
+            where = f"entry point {package!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r}"
+            try:
+                loaded = entry_point.load()
+            except Exception as exc:
+                raise ConfigError(f"cannot load backend {where}: {_describe_cause(exc)}") from exc
+            return _backend_in(loaded, where)
+    try:
+        module = importlib.import_module(package)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot load backend package {package!r}: importing module {package!r} failed: {_describe_cause(exc)}"
+        ) from exc
+    return _backend_in(module, f"backend package {package!r}")
+
+
+def _defined_by(cls: type, name: str) -> tuple[Any, type | None]:
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name], klass
+    return None, None
+
+
+def _throwaway(cls: type[Backend]) -> Backend:
+    try:
+        return cls()
+    except Exception as exc:
+        raise ConfigError(
+            f"backend {cls.__qualname__}: constructing a throwaway instance to read its metadata "
+            f"failed: {_describe_cause(exc)}"
+        ) from exc
+
+
+def read_metadata(cls: type[Backend]) -> Any:
+    """A backend's metadata: ``cls.describe()``, or — for a legacy backend that only implements
+    ``setup()`` — ``setup()`` of a throwaway instance (logged on ``headrace.runner``)."""
+    raw, owner = _defined_by(cls, "describe")
+    try:
+        if owner is not None and owner is not Backend:
+            if isinstance(raw, (classmethod, staticmethod)):
+                return cls.describe()
+            logger.warning(
+                "backend %s: describe is not a classmethod; reading its metadata from a throwaway instance",
+                cls.__qualname__,
+            )
+            return _throwaway(cls).describe()
+        _, setup_owner = _defined_by(cls, "setup")
+        if setup_owner is not None and setup_owner is not Backend:
+            logger.warning(
+                "backend %s implements only the deprecated setup(): reading its metadata from a "
+                "throwaway instance (legacy fallback, to be removed in headrace 2.0); implement "
+                "the describe() classmethod",
+                cls.__qualname__,
+            )
+            return _throwaway(cls).setup()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"backend {cls.__qualname__}: reading its metadata failed: {_describe_cause(exc)}") from exc
+    raise ConfigError(
+        f"backend {cls.__qualname__} implements neither describe() nor setup(): define "
+        "`@classmethod def describe(cls) -> Metadata`"
+    )
+
+
+def construct_backend(cls: type[Backend], ingest_callback: Any, ingest_sink: Any) -> Backend:
+    """Constructs ``cls`` once with ``ingest_callback=`` and ``ingest_sink=`` when its
+    ``__init__`` accepts them; a legacy ``__init__(self)`` is constructed bare. Either way the
+    instance ends up with both attributes set."""
+    kwargs: dict[str, Any] = {}
+    try:
+        parameters = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        parameters = None
+    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        kwargs = {"ingest_callback": ingest_callback, "ingest_sink": ingest_sink}
+    else:
+        if "ingest_callback" in parameters:
+            kwargs["ingest_callback"] = ingest_callback
+        if "ingest_sink" in parameters:
+            kwargs["ingest_sink"] = ingest_sink
+    try:
+        instance = cls(**kwargs)
+    except Exception as exc:
+        raise ConfigError(f"backend {cls.__qualname__}: __init__ failed: {_describe_cause(exc)}") from exc
+    for name, value in (("ingest_callback", ingest_callback), ("ingest_sink", ingest_sink)):
+        if getattr(instance, name, None) is None:
+            setattr(instance, name, value)
+    return instance
+
+
+# Called by the Rust manager (src/bindings/runner.rs).
+def _resolve_backend(package: str) -> tuple[type[Backend], Any]:
+    cls = find_backend_class(package)
+    return cls, read_metadata(cls)
+
+
+def _construct_backend(cls: type[Backend], ingest_callback: Any, ingest_sink: Any) -> Backend:
+    return construct_backend(cls, ingest_callback, ingest_sink)
