@@ -4,7 +4,7 @@ mod common;
 
 use _core::Error;
 use _core::outbox::{
-    self, NewItem, OutboxConfig, OutboxReaper, OutboxStatus, OutboxStore, RetryPolicy,
+    self, ClaimFilter, NewItem, OutboxConfig, OutboxReaper, OutboxStatus, OutboxStore, RetryPolicy,
 };
 use chrono::Duration;
 use common::{Database, Engine};
@@ -15,10 +15,11 @@ conformance!(
     enqueue_then_get_returns_the_item_with_defaults,
     claim_order_is_priority_then_run_at_then_id,
     delayed_items_are_not_claimed_before_they_are_due,
-    claim_due_evaluates_a_given_moment,
+    claim_evaluates_due_by_at_a_given_moment,
     claim_leases_items_and_counts_attempts,
     concurrent_claimers_never_share_an_item,
     topics_filter_limits_what_is_claimed,
+    excluded_topics_are_never_claimed,
     mark_success_many_completes_items,
     partial_acknowledgement_completes_live_leases_and_reports_lost_ones,
     a_worker_without_a_live_lease_changes_nothing,
@@ -31,6 +32,7 @@ conformance!(
     reaper_recovers_expired_leases,
     dedupe_key_returns_the_existing_live_item,
     requeue_requeue_failed_and_purge,
+    list_filters_by_status_and_topic_newest_first,
     release_returns_unstarted_items_without_counting_the_attempt,
     bad_input_is_rejected_before_anything_is_written,
     concurrent_migrations_are_safe,
@@ -648,7 +650,7 @@ async fn futures_join<T: Send + 'static>(
     out
 }
 
-async fn claim_due_evaluates_a_given_moment(engine: Engine) {
+async fn claim_evaluates_due_by_at_a_given_moment(engine: Engine) {
     let Some(f) = Fixture::new(engine).await else {
         return;
     };
@@ -663,17 +665,95 @@ async fn claim_due_evaluates_a_given_moment(engine: Engine) {
     let soon = common::epoch() + Duration::seconds(59);
     assert!(
         f.store
-            .claim_due("w", 10, None, Some(soon))
+            .claim(
+                "w",
+                10,
+                &ClaimFilter {
+                    due_by: Some(soon),
+                    ..Default::default()
+                }
+            )
             .await
             .unwrap()
             .is_empty()
     );
     let later = common::epoch() + Duration::seconds(60);
-    let claimed = f.store.claim_due("w", 10, None, Some(later)).await.unwrap();
+    let claimed = f
+        .store
+        .claim(
+            "w",
+            10,
+            &ClaimFilter {
+                due_by: Some(later),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(ids(&claimed), vec![id]);
     assert_eq!(
         claimed[0].lease_expires_at,
         Some(common::epoch() + Duration::seconds(30)),
         "the lease runs from now"
+    );
+}
+
+async fn list_filters_by_status_and_topic_newest_first(engine: Engine) {
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    let a1 = f.enqueue("a", "1").await;
+    let b1 = f.enqueue("b", "2").await;
+    let a2 = f.enqueue("a", "3").await;
+    f.store.claim_batch("w", 1, None).await.unwrap();
+    assert_eq!(
+        ids(&f.store.list(None, None, 10).await.unwrap()),
+        vec![a2, b1, a1]
+    );
+    assert_eq!(
+        ids(&f.store.list(None, Some("a"), 10).await.unwrap()),
+        vec![a2, a1]
+    );
+    assert_eq!(
+        ids(&f
+            .store
+            .list(Some(OutboxStatus::Processing), None, 10)
+            .await
+            .unwrap()),
+        vec![a1]
+    );
+    assert_eq!(
+        ids(&f
+            .store
+            .list(Some(OutboxStatus::Pending), Some("a"), 1)
+            .await
+            .unwrap()),
+        vec![a2]
+    );
+    assert_eq!(
+        f.store.list(None, None, -1).await.unwrap_err().code(),
+        "config_error"
+    );
+}
+
+async fn excluded_topics_are_never_claimed(engine: Engine) {
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    f.enqueue("scheduler.own", "1").await;
+    let work = f.enqueue("work", "2").await;
+    let filter = ClaimFilter {
+        exclude_topics: vec!["scheduler.own".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&f.store.claim("w", 10, &filter).await.unwrap()),
+        vec![work]
+    );
+    assert!(f.store.claim("w", 10, &filter).await.unwrap().is_empty());
+    assert_eq!(
+        f.store.claim_batch("w", 10, None).await.unwrap().len(),
+        1,
+        "others may still claim it"
     );
 }

@@ -7,9 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from headrace.errors import HeadraceError
+from headrace.errors import ConfigError, HeadraceError
 from headrace.outbox import OutboxStore
 
 if TYPE_CHECKING:
@@ -197,6 +197,147 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(run.status == "completed" for run in runs) else 1
 
 
+def _load_app(spec: str) -> Any:
+    """A module named ``spec``, or the Python file at ``spec`` (its folder goes on sys.path)."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"--app {spec}: no such file")
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ConfigError(f"--app {spec}: not a Python module")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        module_spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(spec)
+    except ImportError as exc:
+        raise ConfigError(f"--app {spec}: cannot import it: {exc}") from exc
+
+
+def _worker_handlers(app: Any) -> tuple[Any, list[Any]]:
+    """HANDLERS and BRIDGES of ``app``, or every registered QueuedClient when there is no app."""
+    from headrace.integrations import QueuedClient, registry
+
+    if app is not None:
+        handlers = getattr(app, "HANDLERS", None)
+        if not handlers:
+            raise ConfigError(f"app {app.__name__} defines no HANDLERS (a dict of topic -> handler)")
+        return handlers, list(getattr(app, "BRIDGES", []))
+    paths = [p for p in os.environ.get("HEADRACE_INTEGRATIONS", "").split(",") if p.strip()]
+    registry.load_paths(paths)
+    registry.load_entry_points()
+    clients = [registry.get(key) for key in registry.keys() if issubclass(registry.get(key), QueuedClient)]
+    if not clients:
+        raise ConfigError(
+            "no handlers: pass --app MODULE (defining HANDLERS), or register QueuedClients through "
+            "HEADRACE_INTEGRATIONS or the headrace.integrations entry-point group"
+        )
+    return clients, []
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """Runs the outbox worker, and the app's bridges when they are due."""
+    import logging
+    import threading
+
+    from headrace.integrations import run_due_bridges
+    from headrace.worker import OutboxWorker
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("headrace")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        app = _load_app(args.app) if args.app else None
+        handlers, bridges = _worker_handlers(app)
+        store = OutboxStore.connect(args.db, max_payload_bytes=args.max_payload_bytes)
+        state = None
+        if not args.no_state:
+            from headrace.state import StateBackend
+
+            state = StateBackend.connect(args.db)
+        worker = OutboxWorker(
+            store,
+            handlers,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            topics=args.topics,
+            state=state,
+        )
+
+        def run_bridges() -> list[Any]:
+            runs = run_due_bridges(bridges, store=store) if bridges else []
+            for run in runs:
+                outcome = "ok" if run.ok else f"failed: {run.error}"
+                print(f"bridge {run.bridge_key}: {outcome}; next sync {run.next_sync_at:%Y-%m-%d %H:%M:%S} UTC")
+            return runs
+
+        if args.once:
+            bridge_runs = run_bridges()
+            report = worker.run_until_empty()
+        else:
+            stop = threading.Event()
+
+            def bridge_loop() -> None:
+                while not stop.is_set():
+                    try:
+                        run_bridges()
+                    except Exception:
+                        logging.getLogger("headrace.integrations").exception("running due bridges failed")
+                    stop.wait(args.bridge_interval)
+
+            scanner = threading.Thread(target=bridge_loop, name="headrace-bridges", daemon=True)
+            if bridges:
+                scanner.start()
+            try:
+                report = worker.run()
+            finally:
+                stop.set()
+            bridge_runs = []
+        if state is not None:
+            state.wait_for_all_async_operations()
+    finally:
+        root.removeHandler(handler)
+    print(
+        f"\nworker {worker.worker_id}: processed {report.processed} item(s): {report.completed} completed, "
+        f"{report.retried} retried, {report.failed} failed, {report.released} released"
+    )
+    print("outbox: " + ", ".join(f"{k} {v}" for k, v in store.stats().items()))
+    return 0 if report.failed == 0 and all(run.ok for run in bridge_runs) else 1
+
+
+def _cmd_outbox_list(args: argparse.Namespace) -> int:
+    items = OutboxStore.connect(args.db).list(status=args.status, topic=args.topic, limit=args.limit)
+    rows = [
+        [i.id, i.topic, i.status, f"{i.attempts}/{i.max_attempts}", f"{i.run_at:%Y-%m-%d %H:%M:%S}", i.last_error or ""]
+        for i in items
+    ]
+    _print_table(["ID", "TOPIC", "STATUS", "ATTEMPTS", "RUN AT (UTC)", "LAST ERROR"], rows)
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    """Prometheus text: outbox items by status (queue depth and dead letters)."""
+    stats = OutboxStore.connect(args.db).stats()
+    print("# HELP headrace_outbox_items Outbox items by status.")
+    print("# TYPE headrace_outbox_items gauge")
+    for status, count in stats.items():
+        print(f'headrace_outbox_items{{status="{status}"}} {count}')
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from headrace.runner import list_runs
 
@@ -228,6 +369,25 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("item_id", type=int, nargs="?")
     requeue.add_argument("--topic", help="only failed items of this topic")
     requeue.set_defaults(handler=_cmd_outbox_requeue)
+    listing = outbox_commands.add_parser("list", help="items, newest first")
+    listing.add_argument("--status", choices=["pending", "processing", "completed", "failed"])
+    listing.add_argument("--topic")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(handler=_cmd_outbox_list)
+
+    worker = commands.add_parser("worker", help="run the outbox worker (and the app's bridges when due)")
+    worker.add_argument("--db", default=argparse.SUPPRESS, help="database URL (overrides the global --db)")
+    worker.add_argument("--app", help="module or .py file defining HANDLERS (topic -> handler) and optional BRIDGES")
+    worker.add_argument("--topics", nargs="+", help="claim only these topics")
+    worker.add_argument("--concurrency", type=int, default=1, help="batches processed at once (default 1)")
+    worker.add_argument("--batch-size", type=int, default=100)
+    worker.add_argument("--once", action="store_true", help="run due bridges once, drain the outbox, then exit")
+    worker.add_argument("--bridge-interval", type=float, default=30.0, help="seconds between bridge scans")
+    worker.add_argument("--max-payload-bytes", type=int, default=3 * 1024 * 1024)
+    worker.add_argument("--no-state", action="store_true", help="do not record dispatches in the state backend")
+    worker.set_defaults(handler=_cmd_worker)
+
+    commands.add_parser("metrics", help="outbox metrics as Prometheus text").set_defaults(handler=_cmd_metrics)
 
     run = commands.add_parser(
         "run",

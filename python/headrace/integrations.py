@@ -213,8 +213,15 @@ class BridgeImpl(IntegrationImpl):
     interval_seconds: ClassVar[float | None] = None
     schedule: ClassVar[str | None] = None
     backend: ClassVar[type | None] = None
-    #: Policy config passed to ``backend`` (package/schedule are filled in).
+    #: Policy config and scope passed to ``backend`` (package/schedule are filled in).
     backend_config: ClassVar[Mapping[str, Any]] = {}
+    backend_scope: ClassVar[Any] = None
+    #: Outbox topic of the chunks a ``backend`` bridge produces.
+    entities_topic: ClassVar[str] = "headrace.entities"
+    #: Where the ``backend``'s runs are recorded (a ``StateBackend`` or URL; None: in memory).
+    state: Any = None
+    #: The outbox a ``backend`` bridge delivers into; ``run_due_bridges`` sets it.
+    store: OutboxStore | None = None
 
     @property
     def bridge(self) -> Any:
@@ -238,12 +245,21 @@ class BridgeImpl(IntegrationImpl):
         raise ConfigError(f"{type(self).__name__} needs interval_seconds > 0 or a cron schedule")
 
     def sync(self) -> Any:
-        """Pulls data in once. The default runs ``backend`` through the policy runner."""
+        """Pulls data in once. The default runs ``backend`` through the policy runner into
+        the outbox ``run_due_bridges`` was given (topic ``entities_topic``) and returns the run."""
         if self.backend is None:
             raise NotImplementedError(f"{type(self).__name__} must implement sync() or set backend")
-        from headrace.runner import run_backend_once
+        from headrace.runner import OutboxSink, run_backend_once
 
-        return run_backend_once(self.backend, dict(self.backend_config), name=self.bridge_key)
+        store = self.store or default_store()
+        return run_backend_once(
+            self.backend,
+            dict(self.backend_config),
+            name=self.bridge_key,
+            scope=self.backend_scope,
+            sink=OutboxSink(store, topic=self.entities_topic),
+            state=self.state,
+        )
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -420,6 +436,8 @@ def run_due_bridges(
             target.release([item.id], worker)  # another caller's bridge: leave it to them
             continue
         next_at = bridge.next_sync_after(moment)
+        if bridge.store is None:
+            bridge.store = target
         try:
             result, error = bridge.sync(), None
         except Exception as exc:

@@ -56,6 +56,7 @@ __all__ = [
     "find_backend_class",
     "list_runs",
     "read_metadata",
+    "run_backend_once",
 ]
 
 logger = logging.getLogger("headrace.runner")
@@ -111,10 +112,21 @@ def _backend_in(obj: Any, where: str) -> type[Backend]:
 def find_backend_class(package: str) -> type[Backend]:
     """The backend a policy's ``config.package`` names.
 
-    An entry point of that name in the ``headrace.backends`` group wins; otherwise ``package`` is
-    imported as a module and the first ``Backend`` subclass it defines is used (never the base
-    class itself). Any failure is a ``ConfigError`` naming the module and the cause.
+    ``module:ClassName`` names one class. Otherwise an entry point of that name in the
+    ``headrace.backends`` group wins, else ``package`` is imported as a module and the first
+    ``Backend`` subclass it defines is used (never the base class itself). Any failure is a
+    ``ConfigError`` naming the module and the cause.
     """
+    if ":" in package:
+        module_name, _, qualname = package.partition(":")
+        where = f"backend {package!r}"
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except Exception as exc:
+            raise ConfigError(f"cannot load {where}: {_describe_cause(exc)}") from exc
+        return _backend_in(target, where)
     for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name == package:
             where = f"entry point {package!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r}"
@@ -215,3 +227,28 @@ def _resolve_backend(package: str) -> tuple[type[Backend], Any]:
 
 def _construct_backend(cls: type[Backend], ingest_callback: Any, ingest_sink: Any) -> Backend:
     return construct_backend(cls, ingest_callback, ingest_sink)
+
+
+def run_backend_once(
+    backend: type[Backend],
+    config: dict[str, Any] | None = None,
+    *,
+    name: str,
+    sink: Any,
+    scope: Any = None,
+    state: Any = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Run:
+    """Runs ``backend`` once as policy ``name`` through the policy runner and returns the run.
+
+    The same path as a scheduled run (construction rule, run_id, exact chunking, run record);
+    used by ``BridgeImpl`` so one integration serves both the runner and the bridge scanner.
+    """
+    package = f"{backend.__module__}:{backend.__qualname__}"
+    policy = {"config": {**(config or {}), "package": package, "schedule": None}, "scope": scope}
+    manager = PolicyManager(state=state, sink=sink, chunk_bytes=chunk_bytes)
+    try:
+        manager.start_policies({"policies": {name: policy}}, schedule=False)
+        return manager.run_now(name)
+    finally:
+        manager.stop()

@@ -25,7 +25,7 @@ from typing import Any
 from headrace import telemetry
 from headrace._core import OutboxItem, StopFlag, WorkerCore, WorkerReport
 from headrace.errors import ConfigError, is_retryable
-from headrace.integrations import QueuedClient
+from headrace.integrations import BRIDGE_TOPIC, QueuedClient
 from headrace.outbox import OutboxStore, RetryPolicy
 from headrace.signals import ITEM_EVENTS, Signal
 
@@ -126,6 +126,8 @@ class OutboxWorker:
             retry=retry,
             reaper_interval=reaper_interval,
             topics=list(topics) if topics is not None else None,
+            # Bridge schedules are run by run_due_bridges, never dispatched as work.
+            exclude_topics=[] if BRIDGE_TOPIC in self._routes else [BRIDGE_TOPIC],
             retry_by_topic={t: r.retry for t, r in self._routes.items() if r.retry is not None},
         )
         telemetry.register_worker(self)

@@ -8,8 +8,8 @@ use crate::clock::SharedClock;
 use crate::db::DatabaseUrl;
 use crate::db::url::redact;
 use crate::outbox::{
-    self, DEFAULT_MAX_PAYLOAD_BYTES, NewItem, OutboxConfig, OutboxItem, OutboxReaper, OutboxStatus,
-    OutboxStore, RetryPolicy, seconds,
+    self, ClaimFilter, DEFAULT_MAX_PAYLOAD_BYTES, NewItem, OutboxConfig, OutboxItem, OutboxReaper,
+    OutboxStatus, OutboxStore, RetryPolicy, seconds,
 };
 use chrono::{DateTime, FixedOffset, Utc};
 use pyo3::prelude::*;
@@ -527,26 +527,27 @@ impl PyOutboxStore {
         awaitable(py, async move { store.enqueue_many(items).await })
     }
 
-    /// Claims up to `limit` due items; `due_by` (a datetime) evaluates "due" at another moment.
-    #[pyo3(signature = (worker_id, limit=10, *, topics=None, due_by=None))]
+    /// Claims up to `limit` due items, optionally only of `topics` and never of
+    /// `exclude_topics`; `due_by` (a datetime) evaluates "due" at another moment.
+    #[pyo3(signature = (worker_id, limit=10, *, topics=None, exclude_topics=Vec::new(), due_by=None))]
     fn claim_batch(
         &self,
         py: Python<'_>,
         worker_id: String,
         limit: i64,
         topics: Option<Vec<String>>,
+        exclude_topics: Vec<String>,
         due_by: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<PyOutboxItem>> {
-        let due_by = due_by
-            .filter(|v| !v.is_none())
-            .map(|v| when(v, "due_by"))
-            .transpose()?;
-        block_on(
-            py,
-            self.store
-                .claim_due(&worker_id, limit, topics.as_deref(), due_by),
-        )
-        .map(items)
+        let filter = ClaimFilter {
+            topics,
+            exclude_topics,
+            due_by: due_by
+                .filter(|v| !v.is_none())
+                .map(|v| when(v, "due_by"))
+                .transpose()?,
+        };
+        block_on(py, self.store.claim(&worker_id, limit, &filter)).map(items)
     }
 
     #[pyo3(signature = (worker_id, limit=10, *, topics=None))]
@@ -719,6 +720,19 @@ impl PyOutboxStore {
         awaitable(py, async move {
             store.get(item_id).await.map(PyOutboxItem::from)
         })
+    }
+
+    /// Up to `limit` items, newest first, optionally of one `status` and/or `topic`.
+    #[pyo3(signature = (*, status=None, topic=None, limit=50))]
+    fn list(
+        &self,
+        py: Python<'_>,
+        status: Option<String>,
+        topic: Option<String>,
+        limit: i64,
+    ) -> PyResult<Vec<PyOutboxItem>> {
+        let status = status.map(|s| s.parse::<OutboxStatus>()).transpose()?;
+        block_on(py, self.store.list(status, topic.as_deref(), limit)).map(items)
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<BTreeMap<String, i64>> {

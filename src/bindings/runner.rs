@@ -57,6 +57,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNullSink>()?;
     m.add_class::<PyPolicyManager>()?;
     m.add_function(wrap_pyfunction!(list_runs, m)?)?;
+    m.add_function(wrap_pyfunction!(next_cron_time, m)?)?;
     m.add("DEFAULT_CHUNK_BYTES", DEFAULT_CHUNK_BYTES)?;
     m.add("DEFAULT_MAX_RUNS_PER_POLICY", DEFAULT_MAX_RUNS_PER_POLICY)?;
     Ok(())
@@ -1585,4 +1586,25 @@ fn seconds(value: f64) -> PyResult<Duration> {
         )));
     }
     Ok(Duration::from_secs_f64(value))
+}
+
+/// The first time a 5-field cron `expression` (UTC) fires strictly after `after`.
+#[pyfunction]
+fn next_cron_time(
+    expression: &str,
+    after: chrono::DateTime<chrono::FixedOffset>,
+) -> PyResult<chrono::DateTime<chrono::Utc>> {
+    let schedule = crate::runner::schedule::Schedule::parse(Some(expression))?;
+    if schedule.expression().is_none() {
+        return Err(crate::bindings::errors::config_error(
+            "a cron expression is required",
+        ));
+    }
+    schedule
+        .next_after(after.with_timezone(&chrono::Utc))
+        .ok_or_else(|| {
+            crate::bindings::errors::config_error(format!(
+                "cron schedule {expression:?} never fires again"
+            ))
+        })
 }

@@ -202,7 +202,7 @@ fn secs(what: &str, value: f64) -> PyResult<Duration> {
 #[pymethods]
 impl PyWorkerCore {
     #[new]
-    #[pyo3(signature = (store, dispatch, *, settled=None, worker_id, batch_size=100, concurrency=1, poll_interval=1.0, retry=None, reaper_interval=Some(60.0), topics=None, retry_by_topic=HashMap::new()))]
+    #[pyo3(signature = (store, dispatch, *, settled=None, worker_id, batch_size=100, concurrency=1, poll_interval=1.0, retry=None, reaper_interval=Some(60.0), topics=None, exclude_topics=Vec::new(), retry_by_topic=HashMap::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         store: &Bound<'_, PyOutboxStore>,
@@ -215,6 +215,7 @@ impl PyWorkerCore {
         retry: Option<PyRetryPolicy>,
         reaper_interval: Option<f64>,
         topics: Option<Vec<String>>,
+        exclude_topics: Vec<String>,
         retry_by_topic: HashMap<String, PyRetryPolicy>,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
@@ -229,6 +230,7 @@ impl PyWorkerCore {
                 .transpose()?,
             reaper_stale_after: chrono::Duration::seconds(600),
             topics,
+            exclude_topics,
             retry_by_topic: retry_by_topic
                 .into_iter()
                 .map(|(t, p)| (t, p.core()))

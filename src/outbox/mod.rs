@@ -65,6 +65,18 @@ impl OutboxConfig {
     }
 }
 
+/// Which items a claim may take.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimFilter {
+    /// Only these topics (`None`: any topic).
+    pub topics: Option<Vec<String>>,
+    /// Never these topics (e.g. a scheduler's own items that workers must leave alone).
+    pub exclude_topics: Vec<String>,
+    /// Items are due when `run_at` is at or before this moment (default: now) — for schedulers
+    /// that evaluate a given moment.
+    pub due_by: Option<DateTime<Utc>>,
+}
+
 /// The outbox contract every database implements with the same semantics.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + std::fmt::Debug {
@@ -78,14 +90,12 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// matches a pending or processing item returns that item's id instead.
     async fn enqueue_many(&self, items: Vec<NewItem>) -> Result<Vec<i64>>;
 
-    /// Like [`OutboxStore::claim_batch`], counting as due the items whose `run_at` is at or
-    /// before `due_by` (default: now) — for schedulers that evaluate a given moment.
-    async fn claim_due(
+    /// Claims up to `limit` due pending items that pass `filter`, as [`OutboxStore::claim_batch`].
+    async fn claim(
         &self,
         worker_id: &str,
         limit: i64,
-        topics: Option<&[String]>,
-        due_by: Option<DateTime<Utc>>,
+        filter: &ClaimFilter,
     ) -> Result<Vec<OutboxItem>>;
 
     /// Claims up to `limit` due pending items (optionally only of `topics`) for `worker_id`,
@@ -96,7 +106,11 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         limit: i64,
         topics: Option<&[String]>,
     ) -> Result<Vec<OutboxItem>> {
-        self.claim_due(worker_id, limit, topics, None).await
+        let filter = ClaimFilter {
+            topics: topics.map(<[String]>::to_vec),
+            ..ClaimFilter::default()
+        };
+        self.claim(worker_id, limit, &filter).await
     }
 
     /// Marks items completed. Items `worker_id` still holds a live lease on are completed even
@@ -130,6 +144,14 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
 
     /// One item by id.
     async fn get(&self, item_id: i64) -> Result<OutboxItem>;
+
+    /// Up to `limit` items, newest first, optionally only of one status and/or topic.
+    async fn list(
+        &self,
+        status: Option<OutboxStatus>,
+        topic: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>>;
 
     /// Item counts per status (every status present, zero included).
     async fn stats(&self) -> Result<BTreeMap<String, i64>>;

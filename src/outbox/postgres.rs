@@ -1,7 +1,9 @@
 //! PostgreSQL outbox: sqlx pool, batch claims with `FOR UPDATE SKIP LOCKED`.
 
 use super::lease::{LeaseRow, check_live_lease, not_found, unacknowledged};
-use super::{NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore, check_limit};
+use super::{
+    ClaimFilter, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore, check_limit,
+};
 use crate::db::{connect_pg, migrate};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -175,12 +177,11 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         Ok(self.work.clone())
     }
 
-    async fn claim_due(
+    async fn claim(
         &self,
         worker_id: &str,
         limit: i64,
-        topics: Option<&[String]>,
-        due_by: Option<DateTime<Utc>>,
+        filter: &ClaimFilter,
     ) -> Result<Vec<OutboxItem>> {
         let limit = check_limit(limit)?;
         if limit == 0 {
@@ -191,6 +192,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             "WITH picked AS ( \
                SELECT id FROM headrace_outbox \
                WHERE status = 'pending' AND run_at <= $6 AND ($4::text[] IS NULL OR topic = ANY($4)) \
+               AND NOT (topic = ANY($7)) \
                ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
              UPDATE headrace_outbox o SET status = 'processing', attempts = o.attempts + 1, \
                lease_owner = $2, lease_expires_at = $3, updated_at = $1 \
@@ -200,9 +202,10 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(now)
         .bind(worker_id)
         .bind(now + self.config.lease)
-        .bind(topics)
+        .bind(&filter.topics)
         .bind(limit as i64)
-        .bind(due_by.unwrap_or(now))
+        .bind(filter.due_by.unwrap_or(now))
+        .bind(&filter.exclude_topics)
         .fetch_all(&self.pool)
         .await?;
         let mut items = rows.iter().map(read_item).collect::<Result<Vec<_>>>()?;
@@ -344,6 +347,27 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .map(read_item)
             .transpose()?
             .ok_or_else(|| not_found(item_id))
+    }
+
+    async fn list(
+        &self,
+        status: Option<OutboxStatus>,
+        topic: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>> {
+        let limit = check_limit(limit)? as i64;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM headrace_outbox o WHERE ($1::text IS NULL OR o.status = $1) \
+              AND ($2::text IS NULL OR o.topic = $2) ORDER BY o.id DESC LIMIT $3"
+        ))
+        .bind(status.map(OutboxStatus::as_str))
+        .bind(topic)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_item).collect()
     }
 
     async fn stats(&self) -> Result<BTreeMap<String, i64>> {

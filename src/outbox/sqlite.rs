@@ -2,7 +2,9 @@
 //! `BEGIN IMMEDIATE` so concurrent claimers (threads or processes) never share an item.
 
 use super::lease::{LeaseRow, check_live_lease, not_found, unacknowledged};
-use super::{NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore, check_limit};
+use super::{
+    ClaimFilter, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore, check_limit,
+};
 use crate::db::{SqliteDb, migrate};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -178,12 +180,11 @@ impl OutboxStore for OptimisticClaimOutboxStore {
         Ok(self.work.clone())
     }
 
-    async fn claim_due(
+    async fn claim(
         &self,
         worker_id: &str,
         limit: i64,
-        topics: Option<&[String]>,
-        due_by: Option<DateTime<Utc>>,
+        filter: &ClaimFilter,
     ) -> Result<Vec<OutboxItem>> {
         let limit = check_limit(limit)?;
         if limit == 0 {
@@ -192,7 +193,12 @@ impl OutboxStore for OptimisticClaimOutboxStore {
         let now = self.now();
         let expires = now + self.config.lease;
         let worker_id = worker_id.to_string();
-        let topics = topics.map(|t| serde_json::to_string(t).expect("topics encode"));
+        let topics = filter
+            .topics
+            .as_ref()
+            .map(|t| serde_json::to_string(t).expect("topics encode"));
+        let excluded = serde_json::to_string(&filter.exclude_topics).expect("topics encode");
+        let due_by = filter.due_by;
         self.db
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -203,6 +209,7 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                          WHERE id IN (SELECT id FROM headrace_outbox \
                            WHERE status = 'pending' AND run_at <= ?6 \
                            AND (?4 IS NULL OR topic IN (SELECT value FROM json_each(?4))) \
+                           AND topic NOT IN (SELECT value FROM json_each(?7)) \
                            ORDER BY priority DESC, run_at, id LIMIT ?5) \
                          RETURNING {COLUMNS}"
                     ))?;
@@ -213,7 +220,8 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                             to_us(now),
                             topics,
                             limit as i64,
-                            to_us(due_by.unwrap_or(now))
+                            to_us(due_by.unwrap_or(now)),
+                            excluded
                         ],
                         read_item,
                     )?;
@@ -377,6 +385,27 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                 .query_row([item_id], read_item)
                 .optional()?
                 .ok_or_else(|| not_found(item_id))
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        status: Option<OutboxStatus>,
+        topic: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>> {
+        let limit = check_limit(limit)? as i64;
+        let status = status.map(OutboxStatus::as_str);
+        let topic = topic.map(str::to_string);
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM headrace_outbox WHERE (?1 IS NULL OR status = ?1) \
+                     AND (?2 IS NULL OR topic = ?2) ORDER BY id DESC LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(params![status, topic, limit], read_item)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
     }

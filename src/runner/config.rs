@@ -246,14 +246,21 @@ fn type_name(value: &Value) -> &'static str {
     super::chunker::json_type(value)
 }
 
+/// A dotted Python name, optionally followed by `:Qualified.Name` (one class of the module).
 fn is_module_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|part| {
-            part.chars()
-                .next()
-                .is_some_and(|c| c.is_alphabetic() || c == '_')
-                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-        })
+    let dotted = |name: &str| {
+        !name.is_empty()
+            && name.split('.').all(|part| {
+                part.chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+            })
+    };
+    match s.split_once(':') {
+        Some((module, qualname)) => dotted(module) && dotted(qualname),
+        None => dotted(s),
+    }
 }
 
 fn validate(document: Value, problems: &mut Vec<String>) -> Vec<PolicySpec> {

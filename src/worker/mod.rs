@@ -129,6 +129,8 @@ pub struct WorkerConfig {
     pub reaper_stale_after: chrono::Duration,
     /// Claim only these topics (`None`: every topic; unknown ones are dead-lettered).
     pub topics: Option<Vec<String>>,
+    /// Topics this worker never claims (a scheduler's own items, such as bridge schedules).
+    pub exclude_topics: Vec<String>,
     /// Topics whose retries follow their own policy (a QueuedClient's `max_retries`/backoff)
     /// instead of the store's.
     pub retry_by_topic: HashMap<String, RetryPolicy>,
@@ -147,6 +149,7 @@ impl WorkerConfig {
             reaper_interval: Some(Duration::from_secs(60)),
             reaper_stale_after: chrono::Duration::seconds(600),
             topics: None,
+            exclude_topics: Vec::new(),
             retry_by_topic: HashMap::new(),
             retry: None,
         }

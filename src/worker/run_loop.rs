@@ -5,7 +5,7 @@ use super::{
     WorkerReport,
 };
 use crate::error::{Error, Result};
-use crate::outbox::{OutboxItem, OutboxStatus, OutboxStore, RetryPolicy};
+use crate::outbox::{ClaimFilter, OutboxItem, OutboxStatus, OutboxStore, RetryPolicy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ pub struct OutboxWorker {
 
 struct Shared {
     store: Arc<dyn OutboxStore>,
+    claim_filter: ClaimFilter,
     handler: Arc<dyn BatchHandler>,
     config: WorkerConfig,
     metrics: Arc<WorkerMetrics>,
@@ -46,6 +47,11 @@ impl OutboxWorker {
         Ok(OutboxWorker {
             shared: Arc::new(Shared {
                 store,
+                claim_filter: ClaimFilter {
+                    topics: config.topics.clone(),
+                    exclude_topics: config.exclude_topics.clone(),
+                    due_by: None,
+                },
                 handler,
                 config,
                 metrics: Arc::new(WorkerMetrics::default()),
@@ -144,11 +150,7 @@ async fn claim(shared: Arc<Shared>) -> Result<Vec<OutboxItem>> {
     let started = Instant::now();
     let items = shared
         .store
-        .claim_batch(
-            &config.worker_id,
-            config.batch_size,
-            config.topics.as_deref(),
-        )
+        .claim(&config.worker_id, config.batch_size, &shared.claim_filter)
         .await?;
     let topics: Vec<&str> = items.iter().map(|i| i.topic.as_str()).collect();
     shared.metrics.record_claim(started.elapsed(), &topics);

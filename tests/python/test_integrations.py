@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from headrace import OutboxStore
+from headrace import Backend, Metadata, OutboxStore
 from headrace.errors import ConfigError, NotFoundError
 from headrace.integrations import (
     BridgeImpl,
@@ -180,3 +180,43 @@ def test_two_processes_at_the_same_moment_run_a_bridge_once(db_url: str, tmp_pat
         ran = pool.starmap(_run_bridges_in_process, [(db_url, log_path, start_at)] * 2)
     assert sorted(ran) == [0, 1]
     assert Path(log_path).read_text().count("ran") == 1
+
+
+class Catalog(Backend):
+    @classmethod
+    def describe(cls) -> Metadata:
+        return Metadata(name="catalog", app_name="shop", app_version="1.0")
+
+    def run(self, policy_name: str, policy: Any, **kwargs: Any) -> Any:
+        for n in range(policy.config.count):
+            yield {"product": {"sku": f"{policy.scope['prefix']}-{n}"}}
+
+
+def test_a_bridge_can_wrap_a_policy_runner_backend(db_url: str) -> None:
+    class CatalogBridge(BridgeImpl):
+        key = "catalog"
+        interval_seconds = 60
+        backend = Catalog
+        backend_config: ClassVar[dict[str, Any]] = {"count": 3}
+        backend_scope: ClassVar[dict[str, Any]] = {"prefix": "sku"}
+
+    store = OutboxStore.connect(db_url)
+    [run] = run_due_bridges([CatalogBridge(SimpleNamespace(pk=5))], store=store)
+    assert run.ok and run.result.status == "completed" and run.result.entity_count == 3
+    [chunk] = store.list(topic="headrace.entities")
+    assert [e["product"]["sku"] for e in chunk.payload["entities"]] == ["sku-0", "sku-1", "sku-2"]
+    assert chunk.payload["metadata"]["policy_name"] == "catalog:5"
+    assert all(e["metadata"]["run_id"] == run.result.id for e in chunk.payload["entities"])
+
+
+def test_workers_leave_bridge_schedules_alone(sqlite_url: str) -> None:
+    from headrace.worker import OutboxWorker
+
+    store = OutboxStore.connect(sqlite_url)
+    BrokenBridge.interval_seconds = 60
+    run_due_bridges(
+        [BrokenBridge(SimpleNamespace(pk=1))], store=store, now=datetime.now(timezone.utc) - timedelta(hours=1)
+    )
+    report = OutboxWorker(store, {"t": print}).run_until_empty()
+    assert report.processed == 0, "the due bridge schedule was not dispatched (nor dead-lettered)"
+    assert store.list(topic="headrace.bridge")[0].status == "pending"
