@@ -9,9 +9,11 @@ use std::fmt::Write;
 use std::sync::OnceLock;
 use std::sync::mpsc::{Sender, channel};
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(install_log_bridge, m)?)
@@ -65,8 +67,22 @@ impl Visit for MessageVisitor {
     }
 }
 
-impl<S: Subscriber> Layer<S> for PythonLogging {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+/// A span's fields as ` key=value` text, kept in the span's extensions.
+struct SpanFields(String);
+
+impl<S> Layer<S> for PythonLogging
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut visitor = MessageVisitor::default();
+        attrs.record(&mut visitor);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(visitor.fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let level = python_level(event.metadata().level());
         if level < self.min_level {
             return;
@@ -79,7 +95,25 @@ impl<S: Subscriber> Layer<S> for PythonLogging {
         };
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
-        let message = visitor.message + &visitor.fields;
+        // Enclosing spans, outermost first: "outbox.batch{worker=w1 items=100}: message".
+        let mut context = String::new();
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                let fields = span
+                    .extensions()
+                    .get::<SpanFields>()
+                    .map(|f| f.0.trim().to_string());
+                match fields.filter(|f| !f.is_empty()) {
+                    Some(fields) => {
+                        let _ = write!(context, "{}{{{fields}}}: ", span.name());
+                    }
+                    None => {
+                        let _ = write!(context, "{}: ", span.name());
+                    }
+                }
+            }
+        }
+        let message = context + &visitor.message + &visitor.fields;
         let _ = self.sender.send(Record {
             logger,
             level,

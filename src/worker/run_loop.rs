@@ -205,7 +205,9 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
         if !shared.stop.is_set() {
             prefetched = Some(tokio::spawn(claim(shared.clone())));
         }
-        match process_batch(&shared, items).await {
+        let span =
+            tracing::info_span!("outbox.batch", worker = %config.worker_id, items = items.len());
+        match tracing::Instrument::instrument(process_batch(&shared, items), span).await {
             Ok(batch) => report.add(&batch),
             Err(err) if until_empty => break Err(err),
             Err(err) => {

@@ -220,3 +220,24 @@ def test_workers_leave_bridge_schedules_alone(sqlite_url: str) -> None:
     report = OutboxWorker(store, {"t": print}).run_until_empty()
     assert report.processed == 0, "the due bridge schedule was not dispatched (nor dead-lettered)"
     assert store.list(topic="headrace.bridge")[0].status == "pending"
+
+
+class NightlyBridge(BridgeImpl):
+    key = "nightly"
+    schedule = "30 2 * * *"
+
+    def sync(self) -> str:
+        return "synced"
+
+
+def test_a_cron_bridge_advances_to_its_next_fire_time(sqlite_url: str) -> None:
+    store = OutboxStore.connect(sqlite_url)
+    bridge = NightlyBridge(SimpleNamespace(pk=1))
+    now = datetime(2030, 5, 1, 12, 0, tzinfo=timezone.utc)
+    [run] = run_due_bridges([bridge], store=store, now=now)
+    assert run.result == "synced" and run.next_sync_at == datetime(2030, 5, 2, 2, 30, tzinfo=timezone.utc)
+    assert run_due_bridges([bridge], store=store, now=datetime(2030, 5, 2, 2, 29, tzinfo=timezone.utc)) == []
+    [again] = run_due_bridges([bridge], store=store, now=datetime(2030, 5, 2, 2, 30, tzinfo=timezone.utc))
+    assert again.next_sync_at == datetime(2030, 5, 3, 2, 30, tzinfo=timezone.utc)
+    with pytest.raises(ConfigError, match="cron"):
+        type("Bad", (BridgeImpl,), {"schedule": "every day"})().next_sync_after(now)

@@ -59,6 +59,8 @@ def test_the_main_job_pulls_the_inventory_and_the_worker_consumes_it(tmp_path: P
     assert listing.returncode == 0 and "completed" in listing.stdout
     metrics = headrace("--db", db, "metrics", cwd=tmp_path)
     assert 'headrace_outbox_items{status="completed"} 1' in metrics.stdout
+    assert 'headrace_policy_runs{policy="host-inventory",status="completed"} 1' in metrics.stdout, metrics.stdout
+    assert 'headrace_policy_run_seconds_count{policy="host-inventory"} 1' in metrics.stdout
 
 
 def test_worker_without_handlers_explains_what_to_do(tmp_path: Path) -> None:
