@@ -476,6 +476,9 @@ class WorkerCore:
         exclude_topics: Sequence[str] = (),
         retry_by_topic: Mapping[str, RetryPolicy] = ...,
     ) -> None: ...
+    def set_settled(
+        self, settled: Callable[[list[tuple[OutboxItem, str, str | None]]], None] | None = None
+    ) -> None: ...
     @property
     def worker_id(self) -> str: ...
     @property

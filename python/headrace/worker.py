@@ -115,10 +115,10 @@ class OutboxWorker:
         self._signals: dict[str, Signal] = {name: Signal(name) for name in ITEM_EVENTS}
         self._local = threading.local()
         self.worker_id = worker_id or default_worker_id()
+        self._settled_on = False
         self._core = WorkerCore(
             store,
             self._dispatch,
-            settled=self._settled,
             worker_id=self.worker_id,
             batch_size=batch_size,
             concurrency=concurrency,
@@ -202,7 +202,18 @@ class OutboxWorker:
             loop = self._local.loop = asyncio.new_event_loop()
         return loop
 
+    def _listeners(self, event: str) -> bool:
+        return bool(ITEM_EVENTS[event].receivers or self._signals[event].receivers)
+
     def _dispatch(self, items: list[OutboxItem], stopping: StopFlag) -> list[tuple[Any, ...]]:
+        # Where items end up is reported back only while someone listens (hooks or records).
+        wants_settled = self._state is not None or any(
+            self._listeners(e) for e in ("item_completed", "item_failed", "item_retried")
+        )
+        if wants_settled != self._settled_on:
+            self._core.set_settled(self._settled if wants_settled else None)
+            self._settled_on = wants_settled
+        announce = self._listeners("item_started")
         outcomes: list[tuple[Any, ...]] = [NOT_STARTED] * len(items)
         awaiting: list[tuple[int, Any]] = []
         for index, item in enumerate(items):
@@ -220,7 +231,8 @@ class OutboxWorker:
                     None,
                 )
                 continue
-            self._emit("item_started", item=item)
+            if announce:
+                self._emit("item_started", item=item)
             try:
                 result = route.call(item)
             except Exception as exc:

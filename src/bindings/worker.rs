@@ -110,7 +110,8 @@ impl PyWorkerReport {
 /// The callables are behind `Arc`s so tokio threads never need the GIL to hand them over.
 struct PythonDispatcher {
     dispatch: Arc<Py<PyAny>>,
-    settled: Option<Arc<Py<PyAny>>>,
+    /// Swappable: the Python worker turns it on only while hooks or a state backend need it.
+    settled: Arc<std::sync::Mutex<Option<Arc<Py<PyAny>>>>>,
 }
 
 /// Reads one outcome tuple: `("completed",)`, `("not_started",)` or
@@ -171,7 +172,7 @@ impl BatchHandler for PythonDispatcher {
     }
 
     async fn settled(&self, results: Vec<SettledItem>) {
-        let Some(settled) = self.settled.clone() else {
+        let Some(settled) = self.settled.lock().expect("settled poisoned").clone() else {
             return;
         };
         let _ = tokio::task::spawn_blocking(move || {
@@ -193,6 +194,7 @@ impl BatchHandler for PythonDispatcher {
 #[pyclass(module = "headrace._core", name = "WorkerCore", frozen)]
 struct PyWorkerCore {
     worker: OutboxWorker,
+    settled: Arc<std::sync::Mutex<Option<Arc<Py<PyAny>>>>>,
 }
 
 fn secs(what: &str, value: f64) -> PyResult<Duration> {
@@ -237,12 +239,22 @@ impl PyWorkerCore {
                 .collect(),
             retry: retry.map(|r| r.core()),
         };
+        let settled_slot = Arc::new(std::sync::Mutex::new(settled.map(Arc::new)));
         let handler = Arc::new(PythonDispatcher {
             dispatch: Arc::new(dispatch),
-            settled: settled.map(Arc::new),
+            settled: settled_slot.clone(),
         });
         let worker = OutboxWorker::new(store.get().store.clone(), handler, config)?;
-        Ok(PyWorkerCore { worker })
+        Ok(PyWorkerCore {
+            worker,
+            settled: settled_slot,
+        })
+    }
+
+    /// Sets (or with None, clears) the callable told where each item of a batch ended up.
+    #[pyo3(signature = (settled=None))]
+    fn set_settled(&self, settled: Option<Py<PyAny>>) {
+        *self.settled.lock().expect("settled poisoned") = settled.map(Arc::new);
     }
 
     #[getter]

@@ -219,11 +219,10 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
         && let Ok(Ok(items)) = handle.await
     {
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-        match shared.store.release(&ids, &config.worker_id).await {
-            Ok(released) => report.released += released,
-            Err(err) => {
-                tracing::warn!(target: "headrace.worker", %err, "could not release a prefetched batch; the reaper will return it")
-            }
+        // Claimed ahead and never handed to a handler: give it back. Not counted as released
+        // in the report, which counts items whose handling the stop interrupted.
+        if let Err(err) = shared.store.release(&ids, &config.worker_id).await {
+            tracing::warn!(target: "headrace.worker", %err, "could not release a prefetched batch; the reaper will return it");
         }
     }
     outcome.map(|()| report)
