@@ -112,8 +112,8 @@ def main() -> None:
     sqlite = bench_engine(
         "sqlite", sqlite_url, lambda url, b: drain_sqlite3(url.removeprefix("sqlite://"), b), args.n, args.batch
     )
-    report("sqlite", "sqlite3", sqlite["sync"], sqlite["raw"], target=0.4)
-    report("sqlite", "sqlite3", sqlite["async"], sqlite["raw"], target=0.4)
+    report("sqlite", "sqlite3", sqlite["sync"], sqlite["raw"], target=0.4, label="worker sync")
+    report("sqlite", "sqlite3", sqlite["async"], sqlite["raw"], target=0.4, label="worker async")
     if not args.pg:
         print("postgres  skipped (pass --pg URL or set HEADRACE_TEST_PG_URL)")
         return
@@ -123,8 +123,8 @@ def main() -> None:
         return url, lambda: drop_pg(args.pg, schema)
 
     pg = bench_engine("postgres", pg_url, drain_psycopg, args.n, args.batch)
-    report("postgres", "psycopg", pg["sync"], pg["raw"], target=0.9)
-    report("postgres", "psycopg", pg["async"], pg["raw"], target=0.9)
+    report("postgres", "psycopg", pg["sync"], pg["raw"], target=0.9, label="worker sync")
+    report("postgres", "psycopg", pg["async"], pg["raw"], target=0.9, label="worker async")
     latencies = sorted(latency_pg(args.pg, args.latency_samples))
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000

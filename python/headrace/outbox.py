@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 from headrace._core import (
+    ClaimIterator,
     ManualClock,
     OptimisticClaimOutboxStore,
     OutboxItem,
@@ -19,6 +20,7 @@ from headrace._core import (
 )
 
 __all__ = [
+    "ClaimIterator",
     "ManualClock",
     "OptimisticClaimOutboxStore",
     "OutboxItem",

@@ -3,18 +3,18 @@
 use crate::bindings::clock::{PyManualClock, shared_clock};
 use crate::bindings::errors::config_error;
 use crate::bindings::json;
-use crate::bindings::runtime::{awaitable, block_on};
+use crate::bindings::runtime::{awaitable, block_on, block_on_task, runtime};
 use crate::clock::SharedClock;
 use crate::db::DatabaseUrl;
 use crate::db::url::redact;
 use crate::outbox::{
     self, ClaimFilter, DEFAULT_MAX_PAYLOAD_BYTES, NewItem, OutboxConfig, OutboxItem, OutboxReaper,
-    OutboxStatus, OutboxStore, RetryPolicy, seconds,
+    OutboxStatus, OutboxStore, RetryPolicy, check_limit, seconds,
 };
 use chrono::{DateTime, FixedOffset, Utc};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,6 +28,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySkipLockedClaimOutboxStore>()?;
     m.add_class::<PyOptimisticClaimOutboxStore>()?;
     m.add_class::<PyOutboxReaper>()?;
+    m.add_class::<PyClaimIterator>()?;
     Ok(())
 }
 
@@ -547,7 +548,37 @@ impl PyOutboxStore {
                 .map(|v| when(v, "due_by"))
                 .transpose()?,
         };
-        block_on(py, self.store.claim(&worker_id, limit, &filter)).map(items)
+        let store = self.store.clone();
+        block_on_task(
+            py,
+            async move { store.claim(&worker_id, limit, &filter).await },
+        )
+        .map(items)
+    }
+
+    /// Batches claimed one after another until none is due, each next batch claimed while the
+    /// caller works on the current one. Closing the iterator (or leaving its `with` block, or
+    /// dropping it) gives an unused prefetched batch back to `pending`.
+    #[pyo3(signature = (worker_id, limit=100, *, topics=None, exclude_topics=Vec::new()))]
+    fn iter_claims(
+        &self,
+        worker_id: String,
+        limit: i64,
+        topics: Option<Vec<String>>,
+        exclude_topics: Vec<String>,
+    ) -> PyResult<PyClaimIterator> {
+        check_limit(limit)?;
+        Ok(PyClaimIterator {
+            store: self.store.clone(),
+            worker_id,
+            limit,
+            filter: ClaimFilter {
+                topics,
+                exclude_topics,
+                due_by: None,
+            },
+            prefetched: std::sync::Mutex::new(None),
+        })
     }
 
     #[pyo3(signature = (worker_id, limit=10, *, topics=None))]
@@ -590,7 +621,10 @@ impl PyOutboxStore {
         item_ids: Vec<i64>,
         worker_id: String,
     ) -> PyResult<()> {
-        block_on(py, self.store.mark_success_many(&item_ids, &worker_id))
+        let store = self.store.clone();
+        block_on_task(py, async move {
+            store.mark_success_many(&item_ids, &worker_id).await
+        })
     }
 
     fn amark_success_many<'py>(
@@ -899,5 +933,104 @@ impl PyOutboxReaper {
     fn areap_stale_items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let reaper = self.reaper.clone();
         awaitable(py, async move { reaper.reap_stale_items().await })
+    }
+}
+
+type ClaimTask = tokio::task::JoinHandle<crate::error::Result<Vec<OutboxItem>>>;
+
+/// Iterator over claimed batches with the next claim overlapped (see `OutboxStore.iter_claims`).
+#[pyclass(module = "headrace._core", name = "ClaimIterator", frozen)]
+pub(crate) struct PyClaimIterator {
+    store: Arc<dyn OutboxStore>,
+    worker_id: String,
+    limit: i64,
+    filter: ClaimFilter,
+    prefetched: std::sync::Mutex<Option<ClaimTask>>,
+}
+
+impl PyClaimIterator {
+    fn spawn_claim(&self) -> ClaimTask {
+        let (store, worker_id, limit, filter) = (
+            self.store.clone(),
+            self.worker_id.clone(),
+            self.limit,
+            self.filter.clone(),
+        );
+        crate::bindings::runtime::runtime()
+            .spawn(async move { store.claim(&worker_id, limit, &filter).await })
+    }
+
+    fn take_prefetched(&self) -> Option<ClaimTask> {
+        self.prefetched
+            .lock()
+            .expect("claim iterator poisoned")
+            .take()
+    }
+}
+
+async fn finish(task: ClaimTask) -> crate::error::Result<Vec<OutboxItem>> {
+    task.await.unwrap_or_else(|e| {
+        Err(crate::error::Error::Store(format!(
+            "a claim task failed: {e}"
+        )))
+    })
+}
+
+#[pymethods]
+impl PyClaimIterator {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Vec<PyOutboxItem>>> {
+        let prefetched = self.take_prefetched();
+        let was_prefetched = prefetched.is_some();
+        let task = prefetched.unwrap_or_else(|| self.spawn_claim());
+        let mut claimed = py.detach(|| runtime().block_on(finish(task)))?;
+        if claimed.is_empty() && was_prefetched {
+            // Claimed before the caller settled the last batch: look once more before stopping.
+            claimed = py.detach(|| runtime().block_on(finish(self.spawn_claim())))?;
+        }
+        if claimed.is_empty() {
+            return Ok(None);
+        }
+        *self.prefetched.lock().expect("claim iterator poisoned") = Some(self.spawn_claim());
+        Ok(Some(items(claimed)))
+    }
+
+    /// Gives an unused prefetched batch back to `pending`; returns how many items it held.
+    fn close(&self, py: Python<'_>) -> PyResult<u64> {
+        let Some(task) = self.take_prefetched() else {
+            return Ok(0);
+        };
+        let (store, worker_id) = (self.store.clone(), self.worker_id.clone());
+        block_on(py, async move {
+            let ids: Vec<i64> = finish(task).await?.iter().map(|i| i.id).collect();
+            store.release(&ids, &worker_id).await
+        })
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+}
+
+impl Drop for PyClaimIterator {
+    fn drop(&mut self) {
+        if let Some(task) = self.take_prefetched() {
+            let (store, worker_id) = (self.store.clone(), self.worker_id.clone());
+            runtime().spawn(async move {
+                if let Ok(claimed) = finish(task).await {
+                    let ids: Vec<i64> = claimed.iter().map(|i| i.id).collect();
+                    let _ = store.release(&ids, &worker_id).await;
+                }
+            });
+        }
     }
 }

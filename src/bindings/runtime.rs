@@ -14,6 +14,25 @@ where
     py.detach(|| runtime().block_on(fut)).map_err(PyErr::from)
 }
 
+/// Runs `fut` as a task on the runtime's worker threads (where its I/O is driven) and waits for
+/// it with the GIL released: one cross-thread wake-up instead of one per I/O readiness, which
+/// matters for multi-round-trip PostgreSQL calls.
+pub(crate) fn block_on_task<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    py.detach(|| {
+        let task = runtime().spawn(fut);
+        runtime().block_on(task).unwrap_or_else(|e| {
+            Err(crate::error::Error::Store(format!(
+                "a database task failed: {e}"
+            )))
+        })
+    })
+    .map_err(PyErr::from)
+}
+
 /// Wraps `fut` as an asyncio awaitable resolved on the shared runtime.
 pub(crate) fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where

@@ -324,3 +324,21 @@ def test_blocking_calls_release_the_gil(db_url: str) -> None:
     finally:
         stop.set()
         spinner.join()
+
+
+def test_iter_claims_overlaps_claims_and_gives_back_what_it_did_not_hand_out(db_url: str) -> None:
+    store = connect(db_url)
+    ids = store.enqueue_many([{"topic": "t", "payload": n} for n in range(25)])
+    seen: list[int] = []
+    for batch in store.iter_claims("w", 10):
+        seen.extend(i.id for i in batch)
+        store.mark_success_many([i.id for i in batch], "w")
+    assert seen == ids and store.stats()["completed"] == 25
+
+    more = store.enqueue_many([{"topic": "t", "payload": n} for n in range(25)])
+    with store.iter_claims("w", 10) as claims:
+        first = next(claims)
+        assert [i.id for i in first] == more[:10]
+    stats = store.stats()
+    assert (stats["processing"], stats["pending"]) == (10, 15), "the prefetched batch went back"
+    assert all(i.attempts == 1 for i in store.claim_batch("x", 100)), "without spending an attempt"
