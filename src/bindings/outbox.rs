@@ -240,6 +240,37 @@ fn open_store(py: Python<'_>, url: &str, options: ConnectOptions) -> PyResult<Py
     })
 }
 
+impl ConnectOptions {
+    fn new(
+        lease_seconds: f64,
+        retry: Option<PyRetryPolicy>,
+        migrate: bool,
+        max_payload_bytes: usize,
+        clock: Option<&Bound<'_, PyManualClock>>,
+    ) -> Self {
+        ConnectOptions {
+            lease_seconds,
+            retry,
+            migrate,
+            max_payload_bytes,
+            clock: shared_clock(clock),
+        }
+    }
+}
+
+/// Opens the store of one engine for its class's constructor, refusing the other engine's URL.
+fn open_engine(
+    py: Python<'_>,
+    url: Option<String>,
+    postgres: bool,
+    class: &str,
+    options: ConnectOptions,
+) -> PyResult<PyOutboxStore> {
+    let url = resolve_url(url)?;
+    expect_engine(&url, postgres, class)?;
+    open_store(py, &url, options)
+}
+
 fn expect_engine(url: &str, postgres: bool, class: &str) -> PyResult<()> {
     let matches = matches!(
         (DatabaseUrl::parse(url)?, postgres),
@@ -405,13 +436,7 @@ impl PyOutboxStore {
         let base = open_store(
             py,
             &url,
-            ConnectOptions {
-                lease_seconds,
-                retry,
-                migrate,
-                max_payload_bytes,
-                clock: shared_clock(clock),
-            },
+            ConnectOptions::new(lease_seconds, retry, migrate, max_payload_bytes, clock),
         )?;
         let init = PyClassInitializer::from(base);
         Ok(if postgres {
@@ -857,19 +882,8 @@ impl PySkipLockedClaimOutboxStore {
         max_payload_bytes: usize,
         clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<PyClassInitializer<Self>> {
-        let url = resolve_url(url)?;
-        expect_engine(&url, true, "SkipLockedClaimOutboxStore")?;
-        let base = open_store(
-            py,
-            &url,
-            ConnectOptions {
-                lease_seconds,
-                retry,
-                migrate,
-                max_payload_bytes,
-                clock: shared_clock(clock),
-            },
-        )?;
+        let options = ConnectOptions::new(lease_seconds, retry, migrate, max_payload_bytes, clock);
+        let base = open_engine(py, url, true, "SkipLockedClaimOutboxStore", options)?;
         Ok(PyClassInitializer::from(base).add_subclass(PySkipLockedClaimOutboxStore))
     }
 }
@@ -891,19 +905,8 @@ impl PyOptimisticClaimOutboxStore {
         max_payload_bytes: usize,
         clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<PyClassInitializer<Self>> {
-        let url = resolve_url(url)?;
-        expect_engine(&url, false, "OptimisticClaimOutboxStore")?;
-        let base = open_store(
-            py,
-            &url,
-            ConnectOptions {
-                lease_seconds,
-                retry,
-                migrate,
-                max_payload_bytes,
-                clock: shared_clock(clock),
-            },
-        )?;
+        let options = ConnectOptions::new(lease_seconds, retry, migrate, max_payload_bytes, clock);
+        let base = open_engine(py, url, false, "OptimisticClaimOutboxStore", options)?;
         Ok(PyClassInitializer::from(base).add_subclass(PyOptimisticClaimOutboxStore))
     }
 }

@@ -270,19 +270,8 @@ impl WriteBehind {
                 invocation_id,
                 value,
             } => {
-                let p = match overlay.invocations.get_mut(invocation_id) {
-                    Some(p) => p,
-                    None => match known {
-                        Some(status) => {
-                            let p = overlay
-                                .invocations
-                                .entry(invocation_id.clone())
-                                .or_default();
-                            p.status = status;
-                            p
-                        }
-                        None => return Ok(Attempt::NeedsStatus(op)),
-                    },
+                let Some(p) = pending_invocation(overlay, invocation_id, known) else {
+                    return Ok(Attempt::NeedsStatus(op));
                 };
                 p.last_seq = seq;
                 p.result = Some(value.clone());
@@ -291,19 +280,8 @@ impl WriteBehind {
                 invocation_id,
                 exception,
             } => {
-                let p = match overlay.invocations.get_mut(invocation_id) {
-                    Some(p) => p,
-                    None => match known {
-                        Some(status) => {
-                            let p = overlay
-                                .invocations
-                                .entry(invocation_id.clone())
-                                .or_default();
-                            p.status = status;
-                            p
-                        }
-                        None => return Ok(Attempt::NeedsStatus(op)),
-                    },
+                let Some(p) = pending_invocation(overlay, invocation_id, known) else {
+                    return Ok(Attempt::NeedsStatus(op));
                 };
                 p.last_seq = seq;
                 p.exception = Some(exception.clone());
@@ -1051,4 +1029,22 @@ fn _assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<WriteBehind>();
     check::<StoredInvocation>();
+}
+
+/// The pending entry of an invocation, created with the `known` stored status when there is none;
+/// `None` when there is none and the status must be read first.
+fn pending_invocation<'a>(
+    overlay: &'a mut Overlay,
+    invocation_id: &str,
+    known: Option<Option<InvocationStatus>>,
+) -> Option<&'a mut PendingInvocation> {
+    if !overlay.invocations.contains_key(invocation_id) {
+        let status = known?;
+        overlay
+            .invocations
+            .entry(invocation_id.to_string())
+            .or_default()
+            .status = status;
+    }
+    overlay.invocations.get_mut(invocation_id)
 }
