@@ -71,29 +71,6 @@ def _cmd_outbox_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Enqueues a few items and drains them, showing retry and dead-letter on the way."""
-    from headrace.outbox import RetryPolicy
-
-    store = OutboxStore.connect(args.db, retry=RetryPolicy(max_attempts=2, base_seconds=0, jitter=0))
-    ids = store.enqueue_many([{"topic": "demo.greet", "payload": {"name": name}} for name in ("ada", "grace", "linus")])
-    bad = store.enqueue("demo.greet", {"name": None})
-    print(f"enqueued {len(ids) + 1} items into {args.db}")
-    while items := store.claim_batch("demo-worker", limit=10, topics=["demo.greet"]):
-        done = []
-        for item in items:
-            if item.payload["name"] is None:
-                status = store.mark_retry(item.id, "demo-worker", error="name is missing")
-                print(f"  item {item.id}: attempt {item.attempts} failed -> {status}")
-            else:
-                print(f"  item {item.id}: hello, {item.payload['name']}")
-                done.append(item.id)
-        store.mark_success_many(done, "demo-worker")
-    print(f"dead letter: {store.get(bad).last_error!r}")
-    print("stats:", store.stats())
-    return 0
-
-
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -389,7 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("migrate", help="apply the schema").set_defaults(handler=_cmd_migrate)
-    commands.add_parser("demo", help="a small outbox round trip").set_defaults(handler=_cmd_demo)
 
     outbox = commands.add_parser("outbox", help="inspect and repair the outbox")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
@@ -419,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-state", action="store_true", help="do not record dispatches in the state backend")
     worker.set_defaults(handler=_cmd_worker)
 
-    commands.add_parser("metrics", help="outbox metrics as Prometheus text").set_defaults(handler=_cmd_metrics)
+    commands.add_parser("metrics", help="outbox and policy-run metrics as Prometheus text").set_defaults(
+        handler=_cmd_metrics
+    )
 
     run = commands.add_parser(
         "run",
