@@ -214,7 +214,20 @@ impl RunExecutor {
         source: RunSource,
         produce: Producer,
     ) -> Result<RunOutcome> {
-        let _inflight = self.inflight.enter();
+        let inflight = self.inflight.enter();
+        self.execute_counted(target, source, produce, inflight)
+            .await
+    }
+
+    /// [`Self::execute`] for a run already counted in flight by `_inflight` (taken before
+    /// the run's task was spawned, so that `stop()` never misses it).
+    pub async fn execute_counted(
+        &self,
+        target: &RunTarget,
+        source: RunSource,
+        produce: Producer,
+        _inflight: InflightGuard,
+    ) -> Result<RunOutcome> {
         let metadata = target.run_metadata();
         let run = self
             .store

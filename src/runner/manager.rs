@@ -443,9 +443,13 @@ fn tick(inner: &Arc<Inner>, name: &str) -> Result<TickOutcome> {
     let inflight = executor.inflight().enter();
     tokio::spawn(async move {
         let _guard = guard;
-        let _inflight = inflight;
         if let Err(e) = executor
-            .execute(&entry.target, RunSource::Schedule, producer(&entry.backend))
+            .execute_counted(
+                &entry.target,
+                RunSource::Schedule,
+                producer(&entry.backend),
+                inflight,
+            )
             .await
         {
             tracing::error!(target: LOG, "policy {:?}: could not record a run: {e}", entry.spec.name);
