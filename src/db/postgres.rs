@@ -2,18 +2,24 @@
 
 use crate::db::url::redact;
 use crate::error::{Error, Result};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Opens a pool on `url`, failing with `StoreUnavailable` (password hidden) when unreachable.
 pub async fn connect_pg(url: &str, max_connections: u32) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::config(format!("invalid PostgreSQL URL {:?}: {e}", redact(url))))?
+        // Batched writes are slow by design; headrace logs its own events, not every statement.
+        .disable_statement_logging();
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         // No ping before every acquire (a round trip per call); a dead connection surfaces as
         // StoreUnavailable on its query, is dropped by the pool, and the caller retries.
         .test_before_acquire(false)
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(|e| match Error::from(e) {
             Error::Store(msg) | Error::StoreUnavailable(msg) => Error::StoreUnavailable(format!(
