@@ -361,6 +361,8 @@ class NullSink:
 class PolicyManager:
     """Loads, schedules and runs policies; records every run."""
 
+    def metrics_snapshot(self) -> list[tuple[str, int, int, int, float]]:
+        """``(policy, completed, failed, ticks_skipped, run_seconds)`` counted in this process."""
     def __init__(
         self,
         state: Any = None,

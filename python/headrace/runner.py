@@ -18,6 +18,7 @@ from enum import Enum
 from importlib import metadata as importlib_metadata
 from typing import Any
 
+from headrace import telemetry
 from headrace._core import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_RUNS_PER_POLICY,
@@ -28,10 +29,10 @@ from headrace._core import (
     NullSink,
     OutboxSink,
     Policy,
-    PolicyManager,
     Run,
     list_runs,
 )
+from headrace._core import PolicyManager as _CorePolicyManager
 from headrace.backend import Backend, Metadata
 from headrace.errors import ConfigError
 
@@ -63,6 +64,17 @@ logger = logging.getLogger("headrace.runner")
 
 #: Entry-point group naming backends: ``name = "module:Class"`` or ``name = "module"``.
 ENTRY_POINT_GROUP = "headrace.backends"
+
+
+class PolicyManager(_CorePolicyManager):
+    """Runs policies: ``PolicyManager(state, sink, *, chunk_bytes, max_runs_per_policy)``.
+
+    Built in Rust; this subclass only reports its run metrics (executions per policy and
+    outcome, backend run time, skipped ticks) through OpenTelemetry when it is installed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        telemetry.register_policy_manager(self)
 
 
 class RunStatus(str, Enum):

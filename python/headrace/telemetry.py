@@ -13,9 +13,10 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["available", "register_worker"]
+__all__ = ["available", "register_policy_manager", "register_worker"]
 
 _workers: weakref.WeakSet[Any] = weakref.WeakSet()
+_managers: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _instruments: list[Any] = []
 
@@ -34,6 +35,17 @@ def register_worker(worker: Any) -> bool:
         return False
     with _lock:
         _workers.add(worker)
+        if not _instruments:
+            _create_instruments()
+    return True
+
+
+def register_policy_manager(manager: Any) -> bool:
+    """Reports ``manager``'s policy executions and backend run time; False without OpenTelemetry."""
+    if not available():
+        return False
+    with _lock:
+        _managers.add(manager)
         if not _instruments:
             _create_instruments()
     return True
@@ -65,6 +77,40 @@ def _create_instruments() -> None:
             for topic, (_count, total) in handler.items():
                 yield Observation(total, {"worker_id": worker.worker_id, "topic": topic})
 
+    def policy_runs(_options: CallbackOptions) -> Iterator[Observation]:
+        for manager in list(_managers):
+            for policy, completed, failed, _skipped, _seconds in manager.metrics_snapshot():
+                yield Observation(completed, {"policy": policy, "status": "completed"})
+                yield Observation(failed, {"policy": policy, "status": "failed"})
+
+    def policy_ticks_skipped(_options: CallbackOptions) -> Iterator[Observation]:
+        for manager in list(_managers):
+            for policy, _completed, _failed, skipped, _seconds in manager.metrics_snapshot():
+                yield Observation(skipped, {"policy": policy})
+
+    def policy_run_time(_options: CallbackOptions) -> Iterator[Observation]:
+        for manager in list(_managers):
+            for policy, _completed, _failed, _skipped, seconds in manager.metrics_snapshot():
+                yield Observation(seconds, {"policy": policy})
+
+    _instruments.append(
+        meter.create_observable_counter(
+            "headrace.policy.runs", callbacks=[policy_runs], unit="{run}", description="Policy runs by outcome"
+        )
+    )
+    _instruments.append(
+        meter.create_observable_counter(
+            "headrace.policy.ticks_skipped",
+            callbacks=[policy_ticks_skipped],
+            unit="{tick}",
+            description="Schedule ticks skipped because the previous run was still going",
+        )
+    )
+    _instruments.append(
+        meter.create_observable_counter(
+            "headrace.policy.run.time", callbacks=[policy_run_time], unit="s", description="Backend run time"
+        )
+    )
     for name in ("claimed", "completed", "retried", "failed"):
         _instruments.append(
             meter.create_observable_counter(

@@ -1389,7 +1389,7 @@ fn run_store(
 
 /// Runs configured policies: loads each backend, schedules it (5-field cron, or once now), and
 /// records every run.
-#[pyclass(module = "headrace._core", name = "PolicyManager", frozen)]
+#[pyclass(module = "headrace._core", name = "PolicyManager", frozen, subclass)]
 pub(crate) struct PyPolicyManager {
     manager: PolicyManager,
     sink: Py<PyAny>,
@@ -1457,6 +1457,26 @@ impl PyPolicyManager {
             sink: sink.unbind(),
             state: state.map_or_else(|| py.None(), Bound::unbind),
         })
+    }
+
+    /// Policy executions counted in this process: `(policy, completed, failed, ticks_skipped,
+    /// run_seconds)` per policy, `run_seconds` being the backend time of its finished runs.
+    fn metrics_snapshot(&self) -> Vec<(String, u64, u64, u64, f64)> {
+        self.manager
+            .executor()
+            .metrics()
+            .snapshot()
+            .into_iter()
+            .map(|(policy, c)| {
+                (
+                    policy,
+                    c.completed,
+                    c.failed,
+                    c.ticks_skipped,
+                    c.run_seconds,
+                )
+            })
+            .collect()
     }
 
     /// Loads, constructs and schedules every policy of `policies` (YAML text or a dict); when

@@ -5,6 +5,7 @@
 //! it never takes the runner down.
 
 use super::chunker::Chunker;
+use super::metrics::RunMetrics;
 use super::run::{Run, RunSource, RunStatus};
 use super::run_store::RunStore;
 use super::sink::{Sink, classify_sink_error};
@@ -145,6 +146,7 @@ pub struct RunExecutor {
     chunk_bytes: usize,
     inflight: Inflight,
     hook: Option<EventHook>,
+    metrics: Arc<RunMetrics>,
 }
 
 impl std::fmt::Debug for RunExecutor {
@@ -171,6 +173,7 @@ impl RunExecutor {
             chunk_bytes,
             inflight: Inflight::default(),
             hook: None,
+            metrics: Arc::default(),
         })
     }
 
@@ -200,7 +203,13 @@ impl RunExecutor {
         &self.inflight
     }
 
+    /// Executions, outcomes and run time per policy.
+    pub fn metrics(&self) -> &Arc<RunMetrics> {
+        &self.metrics
+    }
+
     pub(crate) fn emit(&self, event: RunEvent) {
+        self.metrics.record(&event);
         if let Some(hook) = &self.hook {
             hook(&event);
         }

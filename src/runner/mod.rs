@@ -7,6 +7,7 @@ pub mod chunker;
 pub mod config;
 pub mod executor;
 pub mod manager;
+pub mod metrics;
 pub mod run;
 pub mod run_store;
 pub mod schedule;

@@ -55,3 +55,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return fresh_sqlite_url(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def otel_reader() -> object:
+    """An in-memory OpenTelemetry metric reader on the process's one MeterProvider."""
+    pytest.importorskip("opentelemetry.sdk", reason="OpenTelemetry export is active only when it is installed")
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader

@@ -925,3 +925,38 @@ def test_runs_are_durable_in_the_state_backend(modules, db_url) -> None:
     assert [r.id for r in headrace.runner.list_runs(db_url, "p")] == ids[::-1][:2]
     with pytest.raises(ConfigError, match="state="):
         PolicyManager(state=42, sink=NullSink())
+
+
+def test_policy_run_metrics_are_exported_through_opentelemetry(otel_reader: Any) -> None:
+    from headrace.runner import NullSink, PolicyManager
+
+    reader = otel_reader
+    manager = PolicyManager(sink=NullSink())
+    manager.start_policies(
+        {"policies": {"metered": {"config": {"package": f"{__name__}:MeteredBackend"}}}}, schedule=False
+    )
+    try:
+        assert manager.run_now("metered").status == "completed"
+    finally:
+        manager.stop()
+    [(policy, completed, failed, skipped, seconds)] = manager.metrics_snapshot()
+    assert (policy, completed, failed, skipped) == ("metered", 1, 0, 0) and seconds >= 0
+    points = {
+        (metric.name, dict(point.attributes).get("status")): point.value
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for point in metric.data.data_points
+        if dict(point.attributes).get("policy") == "metered"
+    }
+    assert points[("headrace.policy.runs", "completed")] == 1
+    assert points[("headrace.policy.runs", "failed")] == 0
+
+
+class MeteredBackend(Backend):
+    @classmethod
+    def describe(cls) -> Metadata:
+        return Metadata(name="metered", app_name="tests", app_version="1")
+
+    def run(self, policy_name: str, policy: Any, **kwargs: Any) -> Any:
+        yield {"device": {"name": "d1"}}

@@ -303,14 +303,8 @@ def test_with_a_state_backend_every_dispatch_is_an_invocation(sqlite_url: str) -
     assert invocation(ok).task_id == "outbox:t"
 
 
-def test_metrics_are_exported_through_opentelemetry(sqlite_url: str) -> None:
-    pytest.importorskip("opentelemetry.sdk", reason="OpenTelemetry export is active only when it is installed")
-    from opentelemetry import metrics
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+def test_metrics_are_exported_through_opentelemetry(sqlite_url: str, otel_reader: Any) -> None:
+    reader = otel_reader
     store = connect(sqlite_url)
     store.enqueue_many([{"topic": "otel", "payload": n} for n in range(3)])
     w = worker(store, {"otel": lambda item: None})
