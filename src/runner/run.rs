@@ -119,20 +119,32 @@ pub struct Run {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Run {
+    /// A run of `policy_id` that starts now: RUNNING, nothing delivered yet.
+    pub fn started(
+        id: String,
+        policy_id: &str,
+        source: RunSource,
+        metadata: Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            id,
+            policy_id: policy_id.to_string(),
+            status: RunStatus::Running,
+            reason: None,
+            entity_count: 0,
+            metadata,
+            source,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// A fresh random UUID (version 4, RFC 9562) as lowercase hyphenated text.
 pub fn new_run_id() -> String {
-    let mut bytes: [u8; 16] = rand::random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 #[cfg(test)]

@@ -115,17 +115,7 @@ impl RunStore for MemoryRunStore {
         metadata: Map<String, Value>,
     ) -> Result<Run> {
         let now = self.clock.now();
-        let run = Run {
-            id: new_run_id(),
-            policy_id: policy_id.to_string(),
-            status: RunStatus::Running,
-            reason: None,
-            entity_count: 0,
-            metadata,
-            source,
-            created_at: now,
-            updated_at: now,
-        };
+        let run = Run::started(new_run_id(), policy_id, source, metadata, now);
         let mut inner = self.inner.lock().expect("run store poisoned");
         let MemoryRuns { by_policy, runs } = &mut *inner;
         let ids = by_policy.entry(policy_id.to_string()).or_default();

@@ -219,17 +219,7 @@ impl RunStore for StateRunStore {
             .add_history(&id, Some(InvocationStatus::Running), None)
             .await?;
         self.prune(policy_id).await?;
-        Ok(Run {
-            id,
-            policy_id: policy_id.to_string(),
-            status: RunStatus::Running,
-            reason: None,
-            entity_count: 0,
-            metadata,
-            source,
-            created_at: now,
-            updated_at: now,
-        })
+        Ok(Run::started(id, policy_id, source, metadata, now))
     }
 
     async fn finish_run(
