@@ -3,12 +3,14 @@
 //! The core modules never import pyo3; the binding layer in [`bindings`] is compiled only
 //! with the `python` feature, which maturin enables.
 
+pub mod automate;
 pub mod clock;
 pub mod db;
 pub mod error;
 pub mod outbox;
 pub mod runner;
 pub mod state;
+pub mod validate;
 pub mod worker;
 
 #[cfg(feature = "python")]

@@ -31,6 +31,7 @@ conformance!(
     extend_lease_keeps_the_item_and_expires_later,
     reaper_recovers_expired_leases,
     dedupe_key_returns_the_existing_live_item,
+    enqueue_many_returns_ids_in_input_order_and_dedupes_within_the_batch,
     requeue_requeue_failed_and_purge,
     list_filters_by_status_and_topic_newest_first,
     release_returns_unstarted_items_without_counting_the_attempt,
@@ -525,8 +526,76 @@ async fn dedupe_key_returns_the_existing_live_item(engine: Engine) {
         "processing is still live"
     );
     f.store.mark_success(first, "w").await.unwrap();
+    let done = f.store.get_by_dedupe_key("order-7").await.unwrap().unwrap();
+    assert_eq!(
+        (done.id, done.status),
+        (first, OutboxStatus::Completed),
+        "found after it completed"
+    );
+    assert!(
+        f.store
+            .get_by_dedupe_key("order-8")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let next = f.store.enqueue(keyed("6")).await.unwrap();
     assert_ne!(next, first, "a completed item no longer holds its key");
+    assert_eq!(
+        f.store
+            .get_by_dedupe_key("order-7")
+            .await
+            .unwrap()
+            .map(|i| i.id),
+        Some(next),
+        "the newest holder of the key"
+    );
+}
+
+async fn enqueue_many_returns_ids_in_input_order_and_dedupes_within_the_batch(engine: Engine) {
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    let keyed = |key: &str, payload: &str| NewItem {
+        dedupe_key: Some(key.into()),
+        ..NewItem::new("t", payload)
+    };
+    let live = f.store.enqueue(keyed("live", "0")).await.unwrap();
+    let mut items: Vec<NewItem> = (1..=1500)
+        .map(|n| NewItem::new("t", format!("{n}")))
+        .collect();
+    items[10] = keyed("twice", "\"first\"");
+    items[700] = keyed("twice", "\"second\"");
+    items[20] = keyed("live", "\"ignored\"");
+    let ids = f.store.enqueue_many(items).await.unwrap();
+    assert_eq!(ids.len(), 1500);
+    assert_eq!(
+        ids[700], ids[10],
+        "a key repeated in one batch answers its first item"
+    );
+    assert_eq!(ids[20], live, "a key held by a live item answers that item");
+    let fresh: Vec<i64> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![20, 700].contains(i))
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(
+        fresh.windows(2).all(|w| w[0] < w[1]),
+        "new ids ascend in input order"
+    );
+    for (index, id) in [(0usize, ids[0]), (10, ids[10]), (1499, ids[1499])] {
+        let expected = if index == 10 {
+            "\"first\"".to_string()
+        } else {
+            format!("{}", index + 1)
+        };
+        assert_eq!(f.store.get(id).await.unwrap().payload, expected);
+    }
+    assert_eq!(f.store.get(live).await.unwrap().payload, "0");
+    let stats = f.store.stats().await.unwrap();
+    assert_eq!(stats["pending"], 1 + 1500 - 2);
+    assert!(f.store.enqueue_many(Vec::new()).await.unwrap().is_empty());
 }
 
 async fn requeue_requeue_failed_and_purge(engine: Engine) {

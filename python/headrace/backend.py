@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing_extensions import deprecated
 
-from headrace._core import Backend, Metadata
+from headrace._core import Backend
+from headrace.orb.models import Metadata
 
 __all__ = ["SETUP_DEPRECATION", "Backend", "Metadata"]
 
@@ -50,4 +51,4 @@ _setup.__name__ = "setup"
 _setup.__qualname__ = "Backend.setup"
 # The PyO3 class is a mutable heap type: the PEP 702 wrapper lives on the class itself, so
 # ``Backend.setup.__deprecated__`` is set and calling the base method warns.
-Backend.setup = _setup  # type: ignore[method-assign]
+Backend.setup = _setup  # type: ignore[method-assign,assignment]

@@ -1,10 +1,14 @@
 """headrace's exception hierarchy.
 
-Every class has a stable snake_case ``code`` and a ``retryable`` flag. The Rust core raises
-these exact classes (one mapping in ``src/bindings/errors.rs``); applications may subclass them.
+Every class has a stable snake_case ``code`` and a ``retryable`` flag. The error table (code,
+class, retryable) is owned by the Rust core (``src/error.rs``); the core raises these exact
+classes, and this module checks at import that its classes agree with the table. Applications
+may subclass them.
 """
 
 from __future__ import annotations
+
+from headrace import _core
 
 __all__ = [
     "ConfigError",
@@ -18,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "StoreError",
     "StoreUnavailable",
+    "describe",
     "is_retryable",
 ]
 
@@ -118,10 +123,49 @@ class InvalidStatusTransition(HeadraceError):
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether retrying after ``exc`` may succeed.
+    """Whether an outbox handler's failure ``exc`` may be retried.
 
-    headrace errors carry ``retryable``; other exceptions are classified by a ``retryable``
-    attribute when they have one, else treated as retryable (until attempts run out).
+    The one classification rule (``failure_is_retryable`` in ``src/error.rs``): an exception with
+    a ``retryable`` attribute says so itself (every headrace error has one); any other exception
+    raised by a handler is retried until the item's attempts run out. (Raised by a runner backend,
+    sink or ingest callback, the same exception is an unexpected ``IngestError`` instead.)
     """
-    flag = getattr(exc, "retryable", None)
-    return True if flag is None else bool(flag)
+    return _core.is_retryable(exc, "handler")
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of ``exc`` (the type alone when the message is empty)."""
+    return _core.describe_exception(exc)
+
+
+def _check_the_error_table() -> None:
+    """Fails the import when a class here disagrees with the core's error table."""
+    for code, class_name, retryable in _core.error_table():
+        cls = globals().get(class_name)
+        if not (isinstance(cls, type) and issubclass(cls, HeadraceError)):
+            raise ImportError(f"headrace.errors has no class {class_name} for the core's error {code!r}")
+        if (cls.code, cls.retryable) != (code, retryable):
+            raise ImportError(
+                f"headrace.errors.{class_name} has code={cls.code!r}, retryable={cls.retryable!r}; "
+                f"the core's error table says code={code!r}, retryable={retryable!r}"
+            )
+
+
+# The extension points' classes (#13) live in their own module; re-exported here.
+from headrace.errors_automate import (  # noqa: E402
+    ConnectorError,
+    PluginNotFoundError,
+    SecretNotFoundError,
+    TemplateError,
+    WebhookVerificationError,
+)
+
+__all__ += [
+    "ConnectorError",
+    "PluginNotFoundError",
+    "SecretNotFoundError",
+    "TemplateError",
+    "WebhookVerificationError",
+]
+
+_check_the_error_table()

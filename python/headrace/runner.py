@@ -15,26 +15,25 @@ import importlib
 import inspect
 import logging
 from enum import Enum
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 from headrace import telemetry
 from headrace._core import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_RUNS_PER_POLICY,
-    Config,
     DryRunSink,
     IngestCallback,
     IngestSink,
     NullSink,
     OutboxSink,
-    Policy,
     Run,
     list_runs,
 )
 from headrace._core import PolicyManager as _CorePolicyManager
-from headrace.backend import Backend, Metadata
-from headrace.errors import ConfigError
+from headrace.backend import Backend
+from headrace.errors import ConfigError, NotFoundError, describe
+from headrace.orb.models import Config, Metadata, Policy
+from headrace.plugins import registry as plugin_registry
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -50,6 +49,7 @@ __all__ = [
     "OutboxSink",
     "Policy",
     "PolicyManager",
+    "PolicyNotFoundError",
     "Run",
     "RunSource",
     "RunStatus",
@@ -63,18 +63,51 @@ __all__ = [
 logger = logging.getLogger("headrace.runner")
 
 #: Entry-point group naming backends: ``name = "module:Class"`` or ``name = "module"``.
-ENTRY_POINT_GROUP = "headrace.backends"
+ENTRY_POINT_GROUP = plugin_registry("backends").group
+
+
+class PolicyNotFoundError(NotFoundError, ValueError):
+    """No policy of that name: a ``NotFoundError`` and, as orb-worker raises it, a ``ValueError``."""
+
+    code = "not_found"
 
 
 class PolicyManager(_CorePolicyManager):
     """Runs policies: ``PolicyManager(state, sink, *, chunk_bytes, max_runs_per_policy)``.
 
-    Built in Rust; this subclass only reports its run metrics (executions per policy and
-    outcome, backend run time, skipped ticks) through OpenTelemetry when it is installed.
+    Built in Rust; this subclass reports its run metrics (executions per policy and outcome,
+    backend run time, skipped ticks) through OpenTelemetry when it is installed.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         telemetry.register_policy_manager(self)
+
+    def delete_policy(self, name: str) -> None:
+        """Stops and removes ``name``; ``PolicyNotFoundError`` (a ``NotFoundError`` and a
+        ``ValueError``) when no such policy runs."""
+        try:
+            super().delete_policy(name)
+        except PolicyNotFoundError:
+            raise
+        except NotFoundError as exc:
+            raise PolicyNotFoundError(str(exc)) from None
+
+
+def _run_id_placement(descriptor: Any) -> list[tuple[int, int]]:
+    """Where a protobuf message type keeps the run id (called once per type by the runner):
+    ``(field number of each member of its "entity" oneof, field number of that member's
+    google.protobuf.Struct "metadata")``. Empty for other message types."""
+    oneof = descriptor.oneofs_by_name.get("entity")
+    if oneof is None:
+        return []
+    pairs = []
+    for field in oneof.fields:
+        message = field.message_type
+        metadata = message.fields_by_name.get("metadata") if message is not None else None
+        if metadata is not None and metadata.message_type is not None:
+            if metadata.message_type.full_name == "google.protobuf.Struct":
+                pairs.append((field.number, metadata.number))
+    return pairs
 
 
 class RunStatus(str, Enum):
@@ -97,10 +130,6 @@ class RunSource(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-def _describe_cause(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _backend_in(obj: Any, where: str) -> type[Backend]:
@@ -128,7 +157,17 @@ def find_backend_class(package: str) -> type[Backend]:
     ``headrace.backends`` group wins, else ``package`` is imported as a module and the first
     ``Backend`` subclass it defines is used (never the base class itself). Any failure is a
     ``ConfigError`` naming the module and the cause.
+
+    Packages written for orb-worker load unchanged: headrace's ``worker`` modules are installed
+    (never shadowing a real orb-worker, see ``headrace.orb.shim``) and, with
+    ``BUNDLES_ROOT_PATH`` set, bundles are looked up as orb-worker does.
     """
+    from headrace.orb.package_finder import evict_if_moved, install_bundle_finder
+    from headrace.orb.shim import install_worker_modules
+
+    install_worker_modules()
+    if install_bundle_finder():
+        evict_if_moved(package)
     if ":" in package:
         module_name, _, qualname = package.partition(":")
         where = f"backend {package!r}"
@@ -137,21 +176,21 @@ def find_backend_class(package: str) -> type[Backend]:
             for part in qualname.split("."):
                 target = getattr(target, part)
         except Exception as exc:
-            raise ConfigError(f"cannot load {where}: {_describe_cause(exc)}") from exc
+            raise ConfigError(f"cannot load {where}: {describe(exc)}") from exc
         return _backend_in(target, where)
-    for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name == package:
-            where = f"entry point {package!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r}"
-            try:
-                loaded = entry_point.load()
-            except Exception as exc:
-                raise ConfigError(f"cannot load backend {where}: {_describe_cause(exc)}") from exc
-            return _backend_in(loaded, where)
+    entry_point = plugin_registry("backends").entry_point(package)
+    if entry_point is not None:
+        where = f"entry point {package!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r}"
+        try:
+            loaded = entry_point.load()
+        except Exception as exc:
+            raise ConfigError(f"cannot load backend {where}: {describe(exc)}") from exc
+        return _backend_in(loaded, where)
     try:
         module = importlib.import_module(package)
     except Exception as exc:
         raise ConfigError(
-            f"cannot load backend package {package!r}: importing module {package!r} failed: {_describe_cause(exc)}"
+            f"cannot load backend package {package!r}: importing module {package!r} failed: {describe(exc)}"
         ) from exc
     return _backend_in(module, f"backend package {package!r}")
 
@@ -169,13 +208,20 @@ def _throwaway(cls: type[Backend]) -> Backend:
     except Exception as exc:
         raise ConfigError(
             f"backend {cls.__qualname__}: constructing a throwaway instance to read its metadata "
-            f"failed: {_describe_cause(exc)}"
+            f"failed: {describe(exc)}"
         ) from exc
 
 
+def _implements_describe(cls: type[Backend]) -> bool:
+    _, owner = _defined_by(cls, "describe")
+    return owner is not None and owner is not Backend
+
+
 def read_metadata(cls: type[Backend]) -> Any:
-    """A backend's metadata: ``cls.describe()``, or — for a legacy backend that only implements
-    ``setup()`` — ``setup()`` of a throwaway instance (logged on ``headrace.runner``)."""
+    """A backend's metadata from its ``describe()`` classmethod. For a legacy backend that only
+    implements ``setup()``, ``setup()`` of a throwaway instance (logged on ``headrace.runner``);
+    the policy runner itself instead sets up the very instance it schedules (see
+    :func:`resolve_backend`)."""
     raw, owner = _defined_by(cls, "describe")
     try:
         if owner is not None and owner is not Backend:
@@ -198,17 +244,63 @@ def read_metadata(cls: type[Backend]) -> Any:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"backend {cls.__qualname__}: reading its metadata failed: {_describe_cause(exc)}") from exc
+        raise ConfigError(f"backend {cls.__qualname__}: reading its metadata failed: {describe(exc)}") from exc
     raise ConfigError(
         f"backend {cls.__qualname__} implements neither describe() nor setup(): define "
         "`@classmethod def describe(cls) -> Metadata`"
     )
 
 
-def construct_backend(cls: type[Backend], ingest_callback: Any, ingest_sink: Any) -> Backend:
+class LegacySetUp:
+    """A legacy backend instance already set up: the runner schedules this very instance (as
+    orb-worker 1.16 does), so state ``setup()`` initialises is live when ``run()`` reads it."""
+
+    def __init__(self, instance: Backend) -> None:
+        self.instance = instance
+        self.__qualname__ = type(instance).__qualname__
+
+    def __repr__(self) -> str:
+        return f"<set-up {self.__qualname__} instance>"
+
+
+def resolve_backend(package: str) -> tuple[type[Backend] | LegacySetUp, Any]:
+    """The backend a policy's ``package`` names and its metadata, the way the runner loads it:
+    ``describe()`` read from the class (constructed later, once, with ``ingest_callback=`` and
+    ``ingest_sink=``); a legacy ``setup()``-only backend constructed bare here, ``setup()`` run on
+    that instance, and the instance kept to be scheduled (logged on ``headrace.runner``)."""
+    cls = find_backend_class(package)
+    if _implements_describe(cls):
+        return cls, read_metadata(cls)
+    _, setup_owner = _defined_by(cls, "setup")
+    if setup_owner is None or setup_owner is Backend:
+        return cls, read_metadata(cls)  # raises: neither describe() nor setup()
+    logger.warning(
+        "backend %s implements only the deprecated setup(): it is constructed bare and set up on "
+        "the instance that is scheduled (legacy fallback, to be removed in headrace 2.0); "
+        "implement the describe() classmethod",
+        cls.__qualname__,
+    )
+    try:
+        instance = cls()
+    except Exception as exc:
+        raise ConfigError(f"backend {cls.__qualname__}: __init__ failed: {describe(exc)}") from exc
+    try:
+        metadata = instance.setup()
+    except Exception as exc:
+        raise ConfigError(f"backend {cls.__qualname__}: setup() failed: {describe(exc)}") from exc
+    return LegacySetUp(instance), metadata
+
+
+def construct_backend(cls: type[Backend] | LegacySetUp, ingest_callback: Any, ingest_sink: Any) -> Backend:
     """Constructs ``cls`` once with ``ingest_callback=`` and ``ingest_sink=`` when its
-    ``__init__`` accepts them; a legacy ``__init__(self)`` is constructed bare. Either way the
-    instance ends up with both attributes set."""
+    ``__init__`` accepts them; a legacy ``__init__(self)`` is constructed bare. A legacy instance
+    already set up is used as it is. Either way the instance ends up with both attributes set."""
+    if isinstance(cls, LegacySetUp):
+        instance = cls.instance
+        for name, value in (("ingest_callback", ingest_callback), ("ingest_sink", ingest_sink)):
+            if getattr(instance, name, None) is None:
+                setattr(instance, name, value)
+        return instance
     kwargs: dict[str, Any] = {}
     try:
         parameters = inspect.signature(cls.__init__).parameters
@@ -224,7 +316,7 @@ def construct_backend(cls: type[Backend], ingest_callback: Any, ingest_sink: Any
     try:
         instance = cls(**kwargs)
     except Exception as exc:
-        raise ConfigError(f"backend {cls.__qualname__}: __init__ failed: {_describe_cause(exc)}") from exc
+        raise ConfigError(f"backend {cls.__qualname__}: __init__ failed: {describe(exc)}") from exc
     for name, value in (("ingest_callback", ingest_callback), ("ingest_sink", ingest_sink)):
         if getattr(instance, name, None) is None:
             setattr(instance, name, value)
@@ -232,12 +324,11 @@ def construct_backend(cls: type[Backend], ingest_callback: Any, ingest_sink: Any
 
 
 # Called by the Rust manager (src/bindings/runner.rs).
-def _resolve_backend(package: str) -> tuple[type[Backend], Any]:
-    cls = find_backend_class(package)
-    return cls, read_metadata(cls)
+def _resolve_backend(package: str) -> tuple[type[Backend] | LegacySetUp, Any]:
+    return resolve_backend(package)
 
 
-def _construct_backend(cls: type[Backend], ingest_callback: Any, ingest_sink: Any) -> Backend:
+def _construct_backend(cls: type[Backend] | LegacySetUp, ingest_callback: Any, ingest_sink: Any) -> Backend:
     return construct_backend(cls, ingest_callback, ingest_sink)
 
 

@@ -61,3 +61,81 @@ item_failed = Signal("item_failed")
 item_retried = Signal("item_retried")
 
 ITEM_EVENTS: dict[str, Signal] = {s.name: s for s in (item_started, item_completed, item_failed, item_retried)}
+
+
+# -- workflow signals (#13) ------------------------------------------------------------------
+# ``event_received(event=)``, ``workflow_started/completed(execution=)``,
+# ``workflow_failed(execution=, error=)``, ``step_started(execution=, step=)``,
+# ``step_completed(execution=, step=, output=)``, ``step_failed(execution=, step=, error=)``.
+# Each fires exactly once per occurrence; a receiver that raises is logged and never breaks the
+# run. When ``headrace.django.workflow_signals`` is imported (the Django app does so), the same
+# names are also sent as Django signals with ``sender`` = the workflow engine's class.
+
+
+class WorkflowSignal(Signal):
+    """A :class:`Signal` that is also forwarded to its Django twin when Django is in use."""
+
+    def send(self, **kwargs: Any) -> None:
+        super().send(**kwargs)
+        import sys
+
+        django_twins = sys.modules.get("headrace.django.workflow_signals") or _django_twins()
+        if django_twins is not None:
+            twin = getattr(django_twins, self.name, None)
+            if twin is not None:
+                try:
+                    twin.send_robust(sender=kwargs.pop("sender", None), **kwargs)
+                except Exception:
+                    log.exception("forwarding signal %s to Django failed", self.name)
+
+
+def _django_twins() -> Any:
+    """Imports the Django twins when Django is set up with the ``headrace.django`` app."""
+    import sys
+
+    if "django.apps" not in sys.modules:
+        return None
+    try:
+        from django.apps import apps  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        if not apps.ready or not apps.is_installed("headrace.django"):
+            return None
+        import importlib
+
+        return importlib.import_module("headrace.django.workflow_signals")
+    except Exception:
+        return None
+
+
+event_received = WorkflowSignal("event_received")
+workflow_started = WorkflowSignal("workflow_started")
+workflow_completed = WorkflowSignal("workflow_completed")
+workflow_failed = WorkflowSignal("workflow_failed")
+step_started = WorkflowSignal("step_started")
+step_completed = WorkflowSignal("step_completed")
+step_failed = WorkflowSignal("step_failed")
+
+WORKFLOW_EVENTS: dict[str, Signal] = {
+    s.name: s
+    for s in (
+        event_received,
+        workflow_started,
+        workflow_completed,
+        workflow_failed,
+        step_started,
+        step_completed,
+        step_failed,
+    )
+}
+
+__all__ += [
+    "WORKFLOW_EVENTS",
+    "WorkflowSignal",
+    "event_received",
+    "step_completed",
+    "step_failed",
+    "step_started",
+    "workflow_completed",
+    "workflow_failed",
+    "workflow_started",
+]

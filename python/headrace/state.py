@@ -27,7 +27,7 @@ from enum import Enum
 from typing import Any
 
 from headrace import _core
-from headrace._core import InvocationHistory
+from headrace._core import DatabaseParams, InvocationHistory
 from headrace.errors import ConfigError, HeadraceError, NotFoundError
 
 __all__ = [
@@ -196,6 +196,22 @@ def _args_json(exc: BaseException) -> str | None:
         return None
 
 
+def exception_record(exception: BaseException) -> tuple[str, str, str | None, str, str]:
+    """How headrace records an exception: the fields of the core's ``ExceptionRecord`` (its
+    class's module and qualname, its args as JSON or ``None`` when they are not
+    JSON-serialisable, its message and its formatted traceback)."""
+    cls = type(exception)
+    tb = "".join(traceback.format_exception(cls, exception, exception.__traceback__))
+    return cls.__module__, cls.__qualname__, _args_json(exception), str(exception), tb
+
+
+def _attach_traceback(exc: BaseException, tb: str) -> None:
+    try:
+        exc.__headrace_traceback__ = tb  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - classes with __slots__
+        pass
+
+
 def _resolve_class(module: str, qualname: str) -> type[BaseException] | None:
     if "<" in qualname:  # defined in a function body (<locals>): not importable
         return None
@@ -219,10 +235,7 @@ def _rebuild(module: str, qualname: str, args_json: str | None, message: str, tb
         except Exception:
             exc = None
         if exc is not None and str(exc) == message:
-            try:
-                exc.__headrace_traceback__ = tb  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
+            _attach_traceback(exc, tb)
             return exc
     return StoredException(
         message,
@@ -257,11 +270,11 @@ class StateBackend(_core.StateBackend):
     ``get_invocations_by_task(task_id, limit)`` (newest first) and ``delete_invocations(ids)``.
     """
 
-    def __init__(self, url: str, *, app_id: str | None = None, max_batch: int = 100_000) -> None:
+    def __init__(self, url: str | DatabaseParams, *, app_id: str | None = None, max_batch: int = 100_000) -> None:
         _OPEN_BACKENDS.add(self)
 
     @classmethod
-    def connect(cls, url: str, *, app_id: str | None = None, max_batch: int = 100_000) -> StateBackend:
+    def connect(cls, url: str | DatabaseParams, *, app_id: str | None = None, max_batch: int = 100_000) -> StateBackend:
         """Opens ``memory://``, ``sqlite:///path.db`` or ``postgres://…`` (migrating SQL stores)."""
         return cls(url, app_id=app_id, max_batch=max_batch)
 
@@ -270,11 +283,7 @@ class StateBackend(_core.StateBackend):
         message and formatted traceback."""
         if not isinstance(exception, BaseException):
             raise ConfigError(f"set_exception needs an exception instance, got {type(exception).__name__}")
-        cls = type(exception)
-        tb = "".join(traceback.format_exception(cls, exception, exception.__traceback__))
-        self._set_exception_record(
-            invocation, cls.__module__, cls.__qualname__, _args_json(exception), str(exception), tb
-        )
+        self._set_exception_record(invocation, *exception_record(exception))
 
     def get_exception(self, invocation: Invocation | str) -> BaseException:
         """The stored exception, rebuilt as an instance of its class when that class can be

@@ -8,6 +8,7 @@ whatever ``MeterProvider`` the application configured. Without OpenTelemetry not
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterator
@@ -19,14 +20,35 @@ _workers: weakref.WeakSet[Any] = weakref.WeakSet()
 _managers: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 _instruments: list[Any] = []
+#: Whether ``opentelemetry.metrics`` imports, found out once per process (see :func:`available`).
+_available: bool | None = None
+_probe_lock = threading.Lock()
 
 
 def available() -> bool:
-    try:
-        import opentelemetry.metrics  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether OpenTelemetry is installed. The import is tried once per process, under a lock:
+    trying it on every worker construction, from several threads, intermittently made importlib
+    raise ``KeyError``. An installation that fails to import for any reason counts as absent
+    (logged once), never as an error of the worker being built."""
+    global _available
+    if _available is not None:
+        return _available
+    with _probe_lock:
+        if _available is None:
+            try:
+                import opentelemetry.metrics  # noqa: F401
+            except ImportError:
+                _available = False
+            except Exception as exc:
+                logging.getLogger("headrace.telemetry").warning(
+                    "OpenTelemetry is installed but failed to import (%s: %s); metrics are not exported",
+                    type(exc).__name__,
+                    exc,
+                )
+                _available = False
+            else:
+                _available = True
+    return _available
 
 
 def register_worker(worker: Any) -> bool:

@@ -19,12 +19,11 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from headrace import telemetry
-from headrace._core import OutboxItem, StopFlag, WorkerCore, WorkerReport
-from headrace.errors import ConfigError, is_retryable
+from headrace._core import HandlerOutcome, OutboxItem, StopFlag, WorkerCore, WorkerReport
+from headrace.errors import ConfigError, describe, is_retryable
 from headrace.integrations import BRIDGE_TOPIC, QueuedClient
 from headrace.outbox import OutboxStore, RetryPolicy
 from headrace.signals import ITEM_EVENTS, Signal
@@ -36,8 +35,8 @@ log = logging.getLogger("headrace.worker")
 Handler = Callable[[OutboxItem], Any]
 HandlerSpec = Handler | QueuedClient | type[QueuedClient]
 
-COMPLETED = ("completed",)
-NOT_STARTED = ("not_started",)
+COMPLETED = HandlerOutcome.completed()
+NOT_STARTED = HandlerOutcome.not_started()
 
 
 def default_worker_id() -> str:
@@ -85,12 +84,28 @@ def _routes(
     return routes
 
 
-def _failure(exc: BaseException) -> tuple[str, str, bool, datetime | None]:
-    retry_after = getattr(exc, "retry_after", None)
-    retry_at = None
-    if isinstance(retry_after, int | float) and retry_after >= 0:
-        retry_at = datetime.now(timezone.utc) + timedelta(seconds=retry_after)
-    return ("failed", f"{type(exc).__qualname__}: {exc}", is_retryable(exc), retry_at)
+def _failure(exc: BaseException) -> HandlerOutcome:
+    """The outcome of a handler that raised ``exc``: the core's description and retry rule, and
+    the exception's ``retry_after`` seconds when it carries a usable one (the core applies it on
+    the store's clock). Never raises: an exception whose attributes cannot be read still retries
+    its item, with its type as the error."""
+    if not isinstance(exc, Exception):
+        # KeyboardInterrupt, SystemExit, …: the item was interrupted, not refused.
+        return HandlerOutcome.failed(f"interrupted by {describe(exc)}", True)
+    try:
+        retry_after = getattr(exc, "retry_after", None)
+        seconds: float | None = None
+        if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+            if 0 <= retry_after <= _MAX_RETRY_AFTER:
+                seconds = float(retry_after)
+        return HandlerOutcome.failed(describe(exc), is_retryable(exc), seconds)
+    except Exception as unreadable:
+        log.warning("could not read the %s a handler raised: %s", type(exc).__qualname__, describe(unreadable))
+        return HandlerOutcome.failed(f"{type(exc).__qualname__} (its details could not be read)", True)
+
+
+#: ``retry_after`` beyond this (seconds, 100 years) is ignored: the retry policy decides.
+_MAX_RETRY_AFTER = 100 * 365.25 * 86_400
 
 
 class OutboxWorker:
@@ -109,13 +124,22 @@ class OutboxWorker:
         reaper_interval: float | None = 60.0,
         state: Any = None,
         topics: Sequence[str] | None = None,
+        exclude_topics: Sequence[str] = (),
+        handler_timeout: float | None = None,
+        stop_grace: float = 10.0,
     ) -> None:
+        """``handler_timeout``: a batch whose handlers run longer is given up on: its leases
+        are no longer renewed, so another worker may take its items once they lapse (a late
+        acknowledgement then fails with ``LeaseLost``). ``stop_grace``: after a stop, how long
+        a running handler may still take before its batch is given up on the same way."""
         self._routes = _routes(handlers)
         self._state = state
         self._signals: dict[str, Signal] = {name: Signal(name) for name in ITEM_EVENTS}
         self._local = threading.local()
         self.worker_id = worker_id or default_worker_id()
         self._settled_on = False
+        #: A KeyboardInterrupt/SystemExit a handler raised: the worker stops, then re-raises it.
+        self._interrupt: BaseException | None = None
         self._core = WorkerCore(
             store,
             self._dispatch,
@@ -127,32 +151,43 @@ class OutboxWorker:
             reaper_interval=reaper_interval,
             topics=list(topics) if topics is not None else None,
             # Bridge schedules are run by run_due_bridges, never dispatched as work.
-            exclude_topics=[] if BRIDGE_TOPIC in self._routes else [BRIDGE_TOPIC],
+            exclude_topics=[*exclude_topics, *([] if BRIDGE_TOPIC in self._routes else [BRIDGE_TOPIC])],
             retry_by_topic={t: r.retry for t, r in self._routes.items() if r.retry is not None},
+            handler_timeout=handler_timeout,
+            stop_grace=stop_grace,
         )
         telemetry.register_worker(self)
 
     # -- running -----------------------------------------------------------------------------
 
     def run(self) -> WorkerReport:
-        """Processes items until :meth:`stop`, SIGINT or SIGTERM; stops gracefully."""
+        """Processes items until :meth:`stop`, SIGINT or SIGTERM; stops gracefully (in-flight items
+        finish, unstarted ones go back). A second signal raises KeyboardInterrupt at once."""
         restore = self._install_signal_handlers()
         try:
             log.info("worker %s started (topics: %s)", self.worker_id, ", ".join(sorted(self._routes)) or "none")
-            return self._core.run()
+            return self._reraise(self._core.run())
         finally:
             restore()
             log.info("worker %s stopped", self.worker_id)
 
     def run_until_empty(self, timeout: float | None = None) -> WorkerReport:
         """Drains every due item (stopping gracefully after ``timeout`` seconds); returns a report."""
-        return self._core.run_until_empty(timeout)
+        return self._reraise(self._core.run_until_empty(timeout))
 
     async def arun_until_empty(self, timeout: float | None = None) -> WorkerReport:
-        return await self._core.arun_until_empty(timeout)
+        return self._reraise(await self._core.arun_until_empty(timeout))
 
     async def arun(self) -> WorkerReport:
-        return await self._core.arun()
+        return self._reraise(await self._core.arun())
+
+    def _reraise(self, report: WorkerReport) -> WorkerReport:
+        """A handler's KeyboardInterrupt/SystemExit stopped the worker gracefully (the items
+        before it settled, those after it went back to pending); it is raised now."""
+        interrupt, self._interrupt = self._interrupt, None
+        if interrupt is not None:
+            raise interrupt
+        return report
 
     def stop(self) -> None:
         """Asks the worker to stop: in-flight items finish, unstarted ones go back to pending."""
@@ -172,8 +207,13 @@ class OutboxWorker:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         previous = {}
+        received = []
 
         def request_stop(signum: int, _frame: object) -> None:
+            received.append(signum)
+            if len(received) > 1:
+                # A second signal: stop waiting for in-flight items (their leases expire).
+                raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: exiting now")
             log.info(
                 "worker %s received %s; finishing in-flight items",
                 self.worker_id,
@@ -205,7 +245,7 @@ class OutboxWorker:
     def _listeners(self, event: str) -> bool:
         return bool(ITEM_EVENTS[event].receivers or self._signals[event].receivers)
 
-    def _dispatch(self, items: list[OutboxItem], stopping: StopFlag) -> list[tuple[Any, ...]]:
+    def _dispatch(self, items: list[OutboxItem], stopping: StopFlag) -> list[HandlerOutcome]:
         # Where items end up is reported back only while someone listens (hooks or records).
         wants_settled = self._state is not None or any(
             self._listeners(e) for e in ("item_completed", "item_failed", "item_retried")
@@ -214,7 +254,7 @@ class OutboxWorker:
             self._core.set_settled(self._settled if wants_settled else None)
             self._settled_on = wants_settled
         announce = self._listeners("item_started")
-        outcomes: list[tuple[Any, ...]] = [NOT_STARTED] * len(items)
+        outcomes: list[HandlerOutcome] = [NOT_STARTED] * len(items)
         awaiting: list[tuple[int, Any]] = []
         for index, item in enumerate(items):
             if stopping:
@@ -224,20 +264,19 @@ class OutboxWorker:
                 self._record_start(item, route.name if route else None)
             if route is None:
                 known = ", ".join(sorted(self._routes)) or "none"
-                outcomes[index] = (
-                    "failed",
-                    f"no handler for topic {item.topic!r} (handled: {known})",
-                    False,
-                    None,
+                outcomes[index] = HandlerOutcome.failed(
+                    f"no handler for topic {item.topic!r} (handled: {known})", False
                 )
                 continue
             if announce:
                 self._emit("item_started", item=item)
             try:
                 result = route.call(item)
-            except Exception as exc:
+            except BaseException as exc:
                 outcomes[index] = _failure(exc)
                 self._record_end(item, exc)
+                if self._interrupted(exc):
+                    break  # the items after it were never handed over: back to pending
                 continue
             if inspect.isawaitable(result):
                 awaiting.append((index, result))
@@ -246,14 +285,26 @@ class OutboxWorker:
                 self._record_end(item, None, result)
         if awaiting:
             results = self._loop().run_until_complete(_gather([aw for _, aw in awaiting]))
-            for (index, _), result in zip(awaiting, results, strict=True):
-                if isinstance(result, BaseException):
-                    outcomes[index] = _failure(result)
-                    self._record_end(items[index], result)
-                else:
+            for (index, _), (ok, result) in zip(awaiting, results, strict=True):
+                if ok:
                     outcomes[index] = COMPLETED
                     self._record_end(items[index], None, result)
+                else:
+                    outcomes[index] = _failure(result)
+                    self._record_end(items[index], result)
+                    self._interrupted(result)
         return outcomes
+
+    def _interrupted(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (KeyboardInterrupt, SystemExit, …) must stop the worker: it is
+        kept, to be raised once the worker has stopped and settled this batch."""
+        if isinstance(exc, Exception):
+            return False
+        if self._interrupt is None:
+            self._interrupt = exc
+        log.warning("worker %s: a handler raised %s; stopping", self.worker_id, type(exc).__name__)
+        self._core.stop()
+        return True
 
     def _settled(self, rows: list[tuple[OutboxItem, str, str | None]]) -> None:
         for item, settled, error in rows:
@@ -268,30 +319,45 @@ class OutboxWorker:
     def _invocation(self, item: OutboxItem) -> Any:
         from headrace.state import Invocation
 
+        # The claim time tells executions apart: `requeue` resets `attempts`, so the attempt
+        # number alone would name a requeued run like the finished one before it.
+        claimed = round(item.updated_at.timestamp() * 1_000_000)
         return Invocation(
             f"outbox:{item.topic}",
             {"item_id": item.id, "attempt": item.attempts},
-            invocation_id=f"outbox-item-{item.id}-attempt-{item.attempts}",
+            invocation_id=f"outbox-item-{item.id}-attempt-{item.attempts}-claim-{claimed}",
         )
+
+    # A record that cannot be written (the state database is down, a background write failed,
+    # an exception cannot be stored) is logged at ERROR, never raised: the records describe the
+    # work, and failing them must not fail (and re-run) the items of the batch.
 
     def _record_start(self, item: OutboxItem, handler: str | None) -> None:
         from headrace.state import InvocationStatus
 
-        invocation = self._invocation(item)
-        self._state.upsert_invocation(invocation)
-        self._state.add_history(invocation, InvocationStatus.RUNNING, {"worker_id": self.worker_id, "handler": handler})
+        try:
+            invocation = self._invocation(item)
+            self._state.upsert_invocation(invocation)
+            self._state.add_history(
+                invocation, InvocationStatus.RUNNING, {"worker_id": self.worker_id, "handler": handler}
+            )
+        except Exception as exc:
+            self._unrecorded(item, "its start", exc)
 
     def _record_end(self, item: OutboxItem, exc: BaseException | None, result: Any = None) -> None:
         if self._state is None:
             return
         invocation = self._invocation(item)
-        if exc is not None:
-            self._state.set_exception(invocation, exc)
-            return
         try:
-            self._state.set_result(invocation, result)
-        except ConfigError:
-            self._state.set_result(invocation, repr(result))
+            if exc is not None:
+                self._state.set_exception(invocation, exc)
+                return
+            try:
+                self._state.set_result(invocation, result)
+            except ConfigError:
+                self._state.set_result(invocation, repr(result))
+        except Exception as unrecordable:  # the store is down, or str()/pickling of exc raises
+            self._unrecorded(item, "its outcome", unrecordable)
 
     def _record_settled(self, item: OutboxItem, settled: str) -> None:
         from headrace.state import InvocationStatus
@@ -301,8 +367,29 @@ class OutboxWorker:
             "retried": InvocationStatus.RETRY,
             "failed": InvocationStatus.FAILED,
         }[settled]
-        self._state.add_history(self._invocation(item), status, {"worker_id": self.worker_id})
+        try:
+            self._state.add_history(self._invocation(item), status, {"worker_id": self.worker_id})
+        except Exception as exc:
+            self._unrecorded(item, f"its status {settled}", exc)
+
+    def _unrecorded(self, item: OutboxItem, what: str, exc: BaseException) -> None:
+        log.error(
+            "worker %s: item %s: %s was not recorded in the state backend: %s",
+            self.worker_id,
+            item.id,
+            what,
+            describe(exc),
+        )
 
 
-async def _gather(awaitables: list[Any]) -> list[Any]:
-    return await asyncio.gather(*awaitables, return_exceptions=True)
+async def _gather(awaitables: list[Any]) -> list[tuple[bool, Any]]:
+    """``(True, result)`` or ``(False, exception)`` for each awaitable; never raises, even for
+    KeyboardInterrupt or SystemExit (which ``gather(return_exceptions=True)`` lets through)."""
+
+    async def settle(awaitable: Any) -> tuple[bool, Any]:
+        try:
+            return True, await awaitable
+        except BaseException as exc:
+            return False, exc
+
+    return list(await asyncio.gather(*(settle(aw) for aw in awaitables)))

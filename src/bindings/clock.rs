@@ -1,7 +1,7 @@
 //! `ManualClock`: a clock for tests, injectable wherever a store takes `clock=`.
 
 use crate::clock::{ManualClock, SharedClock, SystemClock};
-use crate::outbox::seconds;
+use crate::outbox;
 use chrono::{DateTime, FixedOffset, Utc};
 use pyo3::prelude::*;
 use std::sync::Arc;
@@ -32,8 +32,8 @@ impl PyManualClock {
     }
 
     /// Moves the clock forward by `seconds`.
-    fn advance(&self, seconds_value: f64) -> PyResult<()> {
-        self.0.advance(seconds("seconds", seconds_value, true)?);
+    fn advance(&self, seconds: f64) -> PyResult<()> {
+        self.0.advance(outbox::seconds("seconds", seconds, true)?);
         Ok(())
     }
 

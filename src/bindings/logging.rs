@@ -135,7 +135,12 @@ fn install_log_bridge(level: u8) -> bool {
         .name("headrace-log".into())
         .spawn(move || {
             while let Ok(record) = inbox.recv() {
-                Python::attach(|py| {
+                // Once the interpreter exits, taking the GIL from this thread would abort the
+                // process: late records are dropped instead.
+                if crate::bindings::runtime::exiting() {
+                    continue;
+                }
+                Python::try_attach(|py| {
                     let logged = py
                         .import("logging")
                         .and_then(|logging| logging.call_method1("getLogger", (&record.logger,)))

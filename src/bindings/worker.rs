@@ -3,16 +3,15 @@
 
 use crate::bindings::errors::config_error;
 use crate::bindings::outbox::{PyOutboxItem, PyOutboxStore, PyRetryPolicy};
-use crate::bindings::runtime::{awaitable, runtime};
-use crate::error::{Error, Result};
+use crate::bindings::runtime::{awaitable, runtime, wait_interruptibly};
+use crate::error::Result;
 use crate::outbox::{OutboxItem, seconds};
+use crate::validate;
 use crate::worker::{
     BatchHandler, OutboxWorker, Outcome, SettledItem, StopFlag, WorkerConfig, WorkerReport,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, FixedOffset, Utc};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +20,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyWorkerCore>()?;
     m.add_class::<PyStopFlag>()?;
     m.add_class::<PyWorkerReport>()?;
+    m.add_class::<PyHandlerOutcome>()?;
     Ok(())
 }
 
@@ -48,6 +48,7 @@ pub(crate) struct PyWorkerReport {
     failed: u64,
     released: u64,
     reaped: u64,
+    abandoned: u64,
 }
 
 impl From<WorkerReport> for PyWorkerReport {
@@ -59,6 +60,7 @@ impl From<WorkerReport> for PyWorkerReport {
             failed: r.failed,
             released: r.released,
             reaped: r.reaped,
+            abandoned: r.abandoned,
         }
     }
 }
@@ -67,8 +69,14 @@ impl From<WorkerReport> for PyWorkerReport {
 impl PyWorkerReport {
     fn __repr__(&self) -> String {
         format!(
-            "WorkerReport(processed={}, completed={}, retried={}, failed={}, released={}, reaped={})",
-            self.processed, self.completed, self.retried, self.failed, self.released, self.reaped
+            "WorkerReport(processed={}, completed={}, retried={}, failed={}, released={}, reaped={}, abandoned={})",
+            self.processed,
+            self.completed,
+            self.retried,
+            self.failed,
+            self.released,
+            self.reaped,
+            self.abandoned
         )
     }
 
@@ -82,6 +90,7 @@ impl PyWorkerReport {
                 o.failed,
                 o.released,
                 o.reaped,
+                o.abandoned,
             ) == (
                 self.processed,
                 self.completed,
@@ -89,6 +98,7 @@ impl PyWorkerReport {
                 self.failed,
                 self.released,
                 self.reaped,
+                self.abandoned,
             )
         })
     }
@@ -102,6 +112,7 @@ impl PyWorkerReport {
             ("failed", self.failed),
             ("released", self.released),
             ("reaped", self.reaped),
+            ("abandoned", self.abandoned),
         ])
     }
 }
@@ -114,31 +125,89 @@ struct PythonDispatcher {
     settled: Arc<std::sync::Mutex<Option<Arc<Py<PyAny>>>>>,
 }
 
-/// Reads one outcome tuple: `("completed",)`, `("not_started",)` or
-/// `("failed", error, retryable, retry_at_or_None)`.
-fn outcome(value: &Bound<'_, PyAny>) -> PyResult<Outcome> {
-    let tuple = value.cast::<PyTuple>()?;
-    let kind: String = tuple.get_item(0)?.extract()?;
-    match kind.as_str() {
-        "completed" => Ok(Outcome::Completed),
-        "not_started" => Ok(Outcome::NotStarted),
-        "failed" => {
-            let retry_at = tuple.get_item(3)?;
-            Ok(Outcome::Failed {
-                error: tuple.get_item(1)?.extract()?,
-                retryable: tuple.get_item(2)?.extract()?,
-                retry_at: if retry_at.is_none() {
-                    None
-                } else {
-                    Some(
-                        retry_at
-                            .extract::<DateTime<FixedOffset>>()?
-                            .with_timezone(&Utc),
-                    )
-                },
-            })
+/// What became of one item handed to a handler: the dispatcher returns one per item.
+/// Build it with `completed()`, `not_started()` or `failed(error, retryable, retry_after)`.
+#[pyclass(module = "headrace._core", name = "HandlerOutcome", frozen)]
+struct PyHandlerOutcome(Outcome);
+
+#[pymethods]
+impl PyHandlerOutcome {
+    /// The handler returned normally.
+    #[staticmethod]
+    fn completed() -> Self {
+        PyHandlerOutcome(Outcome::Completed)
+    }
+
+    /// The worker was stopping before the handler started: the item goes back to pending.
+    #[staticmethod]
+    fn not_started() -> Self {
+        PyHandlerOutcome(Outcome::NotStarted)
+    }
+
+    /// The handler raised. `retryable=False` dead-letters; otherwise the item runs again after
+    /// `retry_after` seconds (measured on the store's clock), else after the retry backoff.
+    #[staticmethod]
+    #[pyo3(signature = (error, retryable, retry_after=None))]
+    fn failed(error: String, retryable: bool, retry_after: Option<f64>) -> PyResult<Self> {
+        let retry_after = retry_after
+            .map(|seconds| validate::seconds("retry_after", seconds, true))
+            .transpose()?
+            .map(|after| after.to_std().expect("non-negative"));
+        Ok(PyHandlerOutcome(Outcome::Failed {
+            error,
+            retryable,
+            retry_after,
+        }))
+    }
+
+    /// `"completed"`, `"not_started"` or `"failed"`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.0 {
+            Outcome::Completed => "completed",
+            Outcome::NotStarted => "not_started",
+            Outcome::Failed { .. } => "failed",
         }
-        other => Err(config_error(format!("unknown dispatch outcome {other:?}"))),
+    }
+
+    /// The failure's description (`None` unless failed).
+    #[getter]
+    fn error(&self) -> Option<&str> {
+        match &self.0 {
+            Outcome::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure may be retried (`None` unless failed).
+    #[getter]
+    fn retryable(&self) -> Option<bool> {
+        match self.0 {
+            Outcome::Failed { retryable, .. } => Some(retryable),
+            _ => None,
+        }
+    }
+
+    /// Seconds to wait before the retry, if the failure asked for a delay.
+    #[getter]
+    fn retry_after(&self) -> Option<f64> {
+        match self.0 {
+            Outcome::Failed { retry_after, .. } => retry_after.map(|d| d.as_secs_f64()),
+            _ => None,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.0 {
+            Outcome::Failed {
+                error,
+                retryable,
+                retry_after,
+            } => format!(
+                "HandlerOutcome.failed({error:?}, retryable={retryable}, retry_after={retry_after:?})"
+            ),
+            _ => format!("HandlerOutcome.{}()", self.kind()),
+        }
     }
 }
 
@@ -146,6 +215,10 @@ fn outcome(value: &Bound<'_, PyAny>) -> PyResult<Outcome> {
 impl BatchHandler for PythonDispatcher {
     async fn handle(&self, items: Vec<OutboxItem>, stop: StopFlag) -> Vec<Outcome> {
         let count = items.len();
+        if crate::bindings::runtime::exiting() {
+            // The interpreter is exiting: no handler can run; the items go back to pending.
+            return vec![Outcome::NotStarted; count];
+        }
         let dispatch = self.dispatch.clone();
         let joined = tokio::task::spawn_blocking(move || {
             Python::attach(|py| {
@@ -155,7 +228,10 @@ impl BatchHandler for PythonDispatcher {
                         .bind(py)
                         .call1((items, PyStopFlag(stop)))
                         .and_then(|returned| {
-                            returned.try_iter()?.map(|value| outcome(&value?)).collect()
+                            returned
+                                .try_iter()?
+                                .map(|value| Ok(value?.cast::<PyHandlerOutcome>()?.get().0.clone()))
+                                .collect()
                         });
                 outcomes.map_err(|err| format!("the dispatcher raised {}", err.value(py)))
             })
@@ -204,21 +280,27 @@ fn secs(what: &str, value: f64) -> PyResult<Duration> {
 #[pymethods]
 impl PyWorkerCore {
     #[new]
-    #[pyo3(signature = (store, dispatch, *, settled=None, worker_id, batch_size=100, concurrency=1, poll_interval=1.0, retry=None, reaper_interval=Some(60.0), topics=None, exclude_topics=Vec::new(), retry_by_topic=HashMap::new()))]
+    #[pyo3(signature = (store, dispatch, *, settled=None, worker_id, batch_size=100, concurrency=1, poll_interval=1.0, retry=None, reaper_interval=Some(60.0), topics=None, exclude_topics=Vec::new(), retry_by_topic=HashMap::new(), handler_timeout=None, stop_grace=10.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         store: &Bound<'_, PyOutboxStore>,
         dispatch: Py<PyAny>,
         settled: Option<Py<PyAny>>,
-        worker_id: String,
-        batch_size: i64,
-        concurrency: i64,
-        poll_interval: f64,
+        #[pyo3(from_py_with = crate::bindings::checked::text)] worker_id: String,
+        #[pyo3(from_py_with = crate::bindings::checked::int64)] batch_size: i64,
+        #[pyo3(from_py_with = crate::bindings::checked::int64)] concurrency: i64,
+        #[pyo3(from_py_with = crate::bindings::checked::number)] poll_interval: f64,
         retry: Option<PyRetryPolicy>,
         reaper_interval: Option<f64>,
-        topics: Option<Vec<String>>,
-        exclude_topics: Vec<String>,
+        #[pyo3(from_py_with = crate::bindings::checked::optional_texts)] topics: Option<
+            Vec<String>,
+        >,
+        #[pyo3(from_py_with = crate::bindings::checked::texts)] exclude_topics: Vec<String>,
         retry_by_topic: HashMap<String, PyRetryPolicy>,
+        #[pyo3(from_py_with = crate::bindings::checked::optional_number)] handler_timeout: Option<
+            f64,
+        >,
+        #[pyo3(from_py_with = crate::bindings::checked::number)] stop_grace: f64,
     ) -> PyResult<Self> {
         let config = WorkerConfig {
             worker_id,
@@ -238,6 +320,12 @@ impl PyWorkerCore {
                 .map(|(t, p)| (t, p.core()))
                 .collect(),
             retry: retry.map(|r| r.core()),
+            handler_timeout: handler_timeout
+                .map(|s| secs("handler_timeout", s))
+                .transpose()?,
+            stop_grace: seconds("stop_grace", stop_grace, true)?
+                .to_std()
+                .expect("non-negative"),
         };
         let settled_slot = Arc::new(std::sync::Mutex::new(settled.map(Arc::new)));
         let handler = Arc::new(PythonDispatcher {
@@ -362,21 +450,12 @@ impl PyWorkerCore {
         py: Python<'_>,
         mut task: tokio::task::JoinHandle<Result<WorkerReport>>,
     ) -> PyResult<PyWorkerReport> {
-        loop {
-            let finished = py.detach(|| {
-                runtime().block_on(async {
-                    tokio::time::timeout(Duration::from_millis(100), &mut task).await
-                })
-            });
-            if let Ok(joined) = finished {
-                let report =
-                    joined.map_err(|e| Error::Store(format!("the worker crashed: {e}")))??;
-                return Ok(report.into());
-            }
-            if let Err(interrupt) = py.check_signals() {
+        match wait_interruptibly(py, &mut task) {
+            Ok(report) => report.map(PyWorkerReport::from),
+            Err(interrupt) => {
                 self.worker.stop();
                 let _ = py.detach(|| runtime().block_on(task));
-                return Err(interrupt);
+                Err(interrupt)
             }
         }
     }

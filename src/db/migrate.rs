@@ -26,12 +26,19 @@ macro_rules! migration {
 pub const SQLITE: &[Migration] = &[
     migration!("sqlite", "0001_outbox"),
     migration!("sqlite", "0002_state"),
+    migration!("sqlite", "0007_pynenc"),
+    migration!("sqlite", "0011_outbox_dedupe_lookup"),
 ];
 
 /// PostgreSQL schema steps, in order.
 pub const POSTGRES: &[Migration] = &[
     migration!("postgres", "0001_outbox"),
     migration!("postgres", "0002_state"),
+    migration!("postgres", "0006_claim"),
+    migration!("postgres", "0006_relaxed_commit"),
+    migration!("postgres", "0007_pynenc"),
+    migration!("postgres", "0010_outbox_notify"),
+    migration!("postgres", "0011_outbox_dedupe_lookup"),
 ];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS headrace_schema_migrations (
@@ -101,6 +108,36 @@ pub async fn migrate_postgres(pool: &PgPool) -> Result<Vec<String>> {
     }
     tx.commit().await?;
     Ok(applied)
+}
+
+/// The schema steps and ledger statements for a connection the core does not own (Django's
+/// `migrate`), so both sides record steps in one ledger and never apply one twice.
+#[derive(Debug, Clone)]
+pub struct ExternalPlan {
+    /// Creates the ledger table if needed.
+    pub ledger: &'static str,
+    /// Serialises concurrent migrators (PostgreSQL; SQLite's write lock does it there).
+    pub lock: Option<String>,
+    /// Returns the applied versions, one per row.
+    pub applied: &'static str,
+    /// Records one applied version (one `%s` placeholder).
+    pub record: &'static str,
+    pub steps: &'static [Migration],
+}
+
+/// The plan for PostgreSQL (`postgres`) or SQLite.
+pub fn external_plan(postgres: bool) -> ExternalPlan {
+    ExternalPlan {
+        ledger: LEDGER,
+        lock: postgres.then(|| format!("SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")),
+        applied: "SELECT version FROM headrace_schema_migrations",
+        record: if postgres {
+            "INSERT INTO headrace_schema_migrations (version, applied_at) VALUES (%s, now()::text)"
+        } else {
+            "INSERT INTO headrace_schema_migrations (version, applied_at) VALUES (%s, datetime('now'))"
+        },
+        steps: if postgres { POSTGRES } else { SQLITE },
+    }
 }
 
 fn migration_error(version: &str, err: impl Into<Error>) -> Error {

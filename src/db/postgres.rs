@@ -21,8 +21,14 @@ pub async fn connect_pg(url: &str, max_connections: u32) -> Result<PgPool> {
         .test_before_acquire(false)
         .connect_with(options)
         .await
+        // Unreachable or busy stays StoreUnavailable (retryable); a refusal by the server (bad
+        // password, no such database or role) is permanent: StoreError, retryable=False.
         .map_err(|e| match Error::from(e) {
-            Error::Store(msg) | Error::StoreUnavailable(msg) => Error::StoreUnavailable(format!(
+            Error::StoreUnavailable(msg) => Error::StoreUnavailable(format!(
+                "could not connect to PostgreSQL at {:?}: {msg}",
+                redact(url)
+            )),
+            Error::Store(msg) => Error::Store(format!(
                 "could not connect to PostgreSQL at {:?}: {msg}",
                 redact(url)
             )),

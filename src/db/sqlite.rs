@@ -95,13 +95,49 @@ impl SqliteDb {
     }
 }
 
+/// Refuses, as a `Config` error (permanent, naming the path), a database path that is a
+/// directory or whose folder does not exist; SQLite would report both as "unable to open".
+fn check_path(path: &str) -> Result<()> {
+    if path == ":memory:" || path.starts_with("file:") {
+        return Ok(());
+    }
+    let file = std::path::Path::new(path);
+    if file.is_dir() {
+        return Err(Error::config(format!(
+            "the SQLite database path {path:?} is a directory: name a file inside it"
+        )));
+    }
+    if let Some(folder) = file.parent()
+        && !folder.as_os_str().is_empty()
+        && !folder.is_dir()
+    {
+        return Err(Error::config(format!(
+            "the folder {:?} of the SQLite database {path:?} does not exist: create it first",
+            folder
+        )));
+    }
+    Ok(())
+}
+
 fn open_connection(path: &str, busy_timeout: Duration) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    check_path(path)?;
+    // Busy or locked is transient (StoreUnavailable); anything else (not a database, no
+    // permission) is permanent: retrying the same open would fail the same way.
     let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-        Error::StoreUnavailable(format!("could not open SQLite database {path:?}: {e}"))
+        let cause = match Error::from(e) {
+            Error::StoreUnavailable(m) if m.contains("locked") || m.contains("busy") => {
+                return Error::StoreUnavailable(format!(
+                    "could not open SQLite database {path:?}: {m}"
+                ));
+            }
+            Error::StoreUnavailable(m) | Error::Store(m) => m,
+            other => other.to_string(),
+        };
+        Error::Store(format!("could not open SQLite database {path:?}: {cause}"))
     })?;
     conn.busy_timeout(busy_timeout)?;
     if path != ":memory:" {

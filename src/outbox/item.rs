@@ -2,6 +2,7 @@
 
 use super::OutboxConfig;
 use crate::error::{Error, Result};
+use crate::validate;
 use chrono::{DateTime, Duration, Utc};
 use std::fmt;
 use std::str::FromStr;
@@ -119,9 +120,9 @@ impl NewItem {
         config: &OutboxConfig,
         now: DateTime<Utc>,
     ) -> Result<(DateTime<Utc>, i32)> {
-        if self.topic.trim().is_empty() {
-            return Err(Error::config("topic must be a non-empty string"));
-        }
+        validate::key("topic", &self.topic)?;
+        validate::optional_key("dedupe_key", self.dedupe_key.as_deref())?;
+        validate::optional_key("trace_id", self.trace_id.as_deref())?;
         if self.payload.len() > config.max_payload_bytes {
             return Err(Error::config(format!(
                 "payload for topic {:?} is {} bytes of JSON, over the maximum of {} bytes (max_payload_bytes)",
@@ -130,18 +131,21 @@ impl NewItem {
                 config.max_payload_bytes
             )));
         }
-        if self.delay < Duration::zero() {
-            return Err(Error::config(format!(
-                "delay_seconds must be >= 0, got {}",
-                self.delay.as_seconds_f64()
-            )));
-        }
+        validate::jsonb(
+            &format!("payload for topic {:?}", self.topic),
+            &self.payload,
+        )?;
+        validate::duration("delay_seconds", self.delay)?;
         let max_attempts = self.max_attempts.unwrap_or(config.retry.max_attempts);
         if max_attempts < 1 {
             return Err(Error::config(format!(
                 "max_attempts must be >= 1, got {max_attempts}"
             )));
         }
-        Ok((self.run_at.unwrap_or(now + self.delay), max_attempts))
+        let run_at = match self.run_at {
+            Some(at) => validate::time("run_at", at)?,
+            None => validate::after("run_at (now + delay_seconds)", now, self.delay)?,
+        };
+        Ok((run_at, max_attempts))
     }
 }

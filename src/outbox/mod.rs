@@ -2,8 +2,12 @@
 //! backoff, dead-letter and reap. One [`OutboxStore`] trait, one implementation per database,
 //! one conformance suite (`tests/outbox_conformance.rs`) run against each.
 
+pub mod claim_stream;
+pub mod external;
+pub mod external_batch;
 mod item;
 mod lease;
+mod operator;
 pub mod postgres;
 pub mod reaper;
 pub mod retry;
@@ -11,7 +15,7 @@ pub mod sqlite;
 
 pub use item::{NewItem, OutboxItem, OutboxStatus};
 pub use reaper::OutboxReaper;
-pub use retry::RetryPolicy;
+pub use retry::{FailureDecision, RetryPolicy};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::db::DatabaseUrl;
@@ -58,12 +62,21 @@ impl OutboxConfig {
                 self.lease.as_seconds_f64()
             )));
         }
+        crate::validate::duration("lease_seconds", self.lease)?;
         if self.max_payload_bytes == 0 {
             return Err(Error::config("max_payload_bytes must be > 0"));
         }
         self.retry.validate()
     }
 }
+
+/// The `run_at` of a held item (9000-01-01 UTC): pending, but never due until released.
+pub fn held_run_at() -> DateTime<Utc> {
+    DateTime::from_timestamp(HELD_RUN_AT_SECONDS, 0).expect("a valid constant time")
+}
+
+/// [`held_run_at`] in seconds since the Unix epoch.
+pub const HELD_RUN_AT_SECONDS: i64 = 221_845_392_000;
 
 /// Which items a claim may take.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -138,12 +151,36 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         by: Option<Duration>,
     ) -> Result<DateTime<Utc>>;
 
+    /// Extends every live lease `worker_id` holds among `item_ids` by `by` (default: the store's
+    /// lease) from now, in one transaction; returns the ids extended (the others were lost).
+    async fn extend_leases(
+        &self,
+        item_ids: &[i64],
+        worker_id: &str,
+        by: Option<Duration>,
+    ) -> Result<Vec<i64>> {
+        let mut extended = Vec::with_capacity(item_ids.len());
+        for id in item_ids {
+            match self.extend_lease(*id, worker_id, by).await {
+                Ok(_) => extended.push(*id),
+                Err(Error::LeaseLost { .. } | Error::NotFound(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(extended)
+    }
+
     /// Gives claimed-but-unstarted items back to `pending` without counting the attempt.
     /// Items no longer leased to `worker_id` are skipped; returns how many were released.
     async fn release(&self, item_ids: &[i64], worker_id: &str) -> Result<u64>;
 
     /// One item by id.
     async fn get(&self, item_id: i64) -> Result<OutboxItem>;
+
+    /// The newest item holding `dedupe_key`, whatever its status (`None` when no item holds it,
+    /// or it was purged): how a producer recognises work it already handed in, e.g. a replayed
+    /// webhook delivery whose first item already completed.
+    async fn get_by_dedupe_key(&self, dedupe_key: &str) -> Result<Option<OutboxItem>>;
 
     /// Up to `limit` items, newest first, optionally only of one status and/or topic.
     async fn list(
@@ -172,6 +209,21 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// A signal fired when work may have arrived: on every enqueue through this store and, on
     /// PostgreSQL, on every enqueue by any process (LISTEN/NOTIFY, started on first call).
     async fn work_signal(&self) -> Result<Arc<Notify>>;
+
+    /// Makes held items (pending, `run_at` at or after [`held_run_at`]) among `item_ids`
+    /// claimable now; returns how many. A run's chunks are held until the run completes.
+    async fn release_held(&self, item_ids: &[i64]) -> Result<u64>;
+
+    /// Deletes held items among `item_ids` (the chunks of a failed run); returns how many.
+    async fn discard_held(&self, item_ids: &[i64]) -> Result<u64>;
+
+    /// Deletes every held item created more than `older_than` ago (the chunks of a run whose
+    /// process died before the run ended); returns how many.
+    async fn discard_abandoned_held(&self, older_than: Duration) -> Result<u64>;
+
+    /// Releases every connection and stops the LISTEN task; later calls fail with a clear,
+    /// non-retryable `StoreError`. Closing twice is harmless.
+    async fn close(&self);
 
     /// Enqueues one item.
     async fn enqueue(&self, item: NewItem) -> Result<i64> {
@@ -205,15 +257,9 @@ pub async fn connect(
 }
 
 /// Converts seconds given by a caller into a duration, naming `what` when invalid.
+/// (At most 100 years: see [`crate::validate::seconds`].)
 pub fn seconds(what: &str, value: f64, allow_zero: bool) -> Result<Duration> {
-    let ok = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0));
-    if !ok {
-        let bound = if allow_zero { ">= 0" } else { "> 0" };
-        return Err(Error::config(format!(
-            "{what} must be a finite number {bound}, got {value}"
-        )));
-    }
-    Ok(Duration::microseconds((value * 1_000_000.0).round() as i64))
+    crate::validate::seconds(what, value, allow_zero)
 }
 
 pub(crate) fn check_limit(limit: i64) -> Result<usize> {

@@ -2,10 +2,12 @@
 
 use super::lease::{LeaseRow, check_live_lease, not_found, unacknowledged};
 use super::{
-    ClaimFilter, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore, check_limit,
+    ClaimFilter, FailureDecision, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore,
+    check_limit,
 };
 use crate::db::{connect_pg, migrate};
 use crate::error::{Error, Result};
+use crate::validate;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::postgres::{PgPool, PgRow};
@@ -23,11 +25,96 @@ macro_rules! item_columns {
     };
 }
 
-/// Channel notified on every enqueue, so idle workers can wake without polling.
+/// Claims through `headrace_outbox_claim` (migration `0006_claim`), whose plan is an ordered
+/// walk of the claim index whatever the table's statistics say.
+pub const CLAIM: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM headrace_outbox_claim($1, $2, $3, $4, $5, $6, $7) o"
+);
+
+/// Acknowledges through `headrace_outbox_ack` (migration `0006_relaxed_commit`): the items still leased
+/// to the worker become completed; returns their ids.
+pub const ACK: &str = "SELECT headrace_outbox_ack($1, $2, $3)";
+
+/// Channel notified when outbox rows are inserted, so idle workers can wake without polling. The
+/// statement-level trigger of migration `0010_outbox_notify` is its one sender: it fires for
+/// every client's inserts (the stores', Django's, raw SQL), so no statement notifies itself.
 pub const NOTIFY_CHANNEL: &str = "headrace_outbox";
 
 /// Connections in the pool of one store.
 const POOL_SIZE: u32 = 8;
+
+/// Inserts a batch in one statement: one row per element of the parallel arrays, ids drawn in
+/// input order. A row whose `dedupe_key` matches a live (pending or processing) item is not
+/// inserted and answers with that item's id — an earlier row of the same batch, or a row that
+/// was live before the statement. A row that lost a race with a concurrent insert of the same
+/// key answers `NULL` (the statement's snapshot cannot see it) and is resolved by the caller.
+/// Also rendered for connections the core does not own ([`super::external`]).
+pub(crate) const ENQUEUE_MANY: &str = "\
+WITH input AS MATERIALIZED ( \
+  SELECT nextval('headrace_outbox_id_seq'::regclass) AS id, t.* \
+  FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::timestamptz[], $6::text[], \
+              $7::text[]) \
+       WITH ORDINALITY AS t(topic, payload, priority, max_attempts, run_at, dedupe_key, trace_id, ord) \
+  ORDER BY t.ord), \
+inserted AS ( \
+  INSERT INTO headrace_outbox (id, topic, payload, priority, max_attempts, run_at, dedupe_key, \
+                               trace_id, created_at, updated_at) \
+  SELECT id, topic, payload::jsonb, priority, max_attempts, run_at, dedupe_key, trace_id, $8, $8 \
+  FROM input ORDER BY ord \
+  ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'processing') \
+  DO NOTHING \
+  RETURNING id, dedupe_key), \
+first_of_key AS ( \
+  SELECT dedupe_key, min(id) AS id FROM inserted WHERE dedupe_key IS NOT NULL GROUP BY dedupe_key) \
+SELECT COALESCE(own.id, batch.id, live.id) AS id, input.dedupe_key \
+FROM input \
+LEFT JOIN inserted own ON own.id = input.id \
+LEFT JOIN first_of_key batch ON batch.dedupe_key = input.dedupe_key \
+LEFT JOIN headrace_outbox live ON own.id IS NULL AND live.dedupe_key = input.dedupe_key \
+  AND live.status IN ('pending', 'processing') \
+ORDER BY input.ord";
+
+/// The id of the live item holding a dedupe key, read in a fresh snapshot.
+const LIVE_ID_OF_KEY: &str = "SELECT id FROM headrace_outbox WHERE dedupe_key = $1 \
+    AND status IN ('pending', 'processing')";
+
+/// A batch of new items as the parallel arrays [`ENQUEUE_MANY`] binds.
+#[derive(Default)]
+struct EnqueueColumns {
+    topic: Vec<String>,
+    payload: Vec<String>,
+    priority: Vec<i32>,
+    max_attempts: Vec<i32>,
+    run_at: Vec<DateTime<Utc>>,
+    dedupe_key: Vec<Option<String>>,
+    trace_id: Vec<Option<String>>,
+}
+
+impl EnqueueColumns {
+    fn with_capacity(n: usize) -> Self {
+        EnqueueColumns {
+            topic: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
+            priority: Vec::with_capacity(n),
+            max_attempts: Vec::with_capacity(n),
+            run_at: Vec::with_capacity(n),
+            dedupe_key: Vec::with_capacity(n),
+            trace_id: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, item: NewItem, run_at: DateTime<Utc>, max_attempts: i32) {
+        self.topic.push(item.topic);
+        self.payload.push(item.payload);
+        self.priority.push(item.priority);
+        self.max_attempts.push(max_attempts);
+        self.run_at.push(run_at);
+        self.dedupe_key.push(item.dedupe_key);
+        self.trace_id.push(item.trace_id);
+    }
+}
 
 /// The PostgreSQL outbox store.
 #[derive(Debug)]
@@ -35,7 +122,7 @@ pub struct SkipLockedClaimOutboxStore {
     pool: PgPool,
     config: OutboxConfig,
     work: Arc<Notify>,
-    listening: OnceCell<()>,
+    listening: OnceCell<tokio::task::AbortHandle>,
 }
 
 impl SkipLockedClaimOutboxStore {
@@ -61,6 +148,37 @@ impl SkipLockedClaimOutboxStore {
 
     fn now(&self) -> DateTime<Utc> {
         self.config.clock.now()
+    }
+
+    /// Fills in the ids [`ENQUEUE_MANY`] could not see: keys a concurrent transaction inserted
+    /// and committed while the statement ran.
+    async fn resolve_concurrent_duplicates(
+        &self,
+        rows: Vec<(Option<i64>, Option<String>)>,
+    ) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(rows.len());
+        for (id, dedupe_key) in rows {
+            let id = match (id, dedupe_key) {
+                (Some(id), _) => id,
+                (None, Some(key)) => sqlx::query_scalar(LIVE_ID_OF_KEY)
+                    .bind(&key)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Store(format!(
+                            "the live item with dedupe_key {key:?} was settled by another worker \
+                             while this enqueue ran; enqueue it again"
+                        ))
+                    })?,
+                (None, None) => {
+                    return Err(Error::Store(
+                        "enqueue returned no id for an item without a dedupe_key".into(),
+                    ));
+                }
+            };
+            ids.push(id);
+        }
+        Ok(ids)
     }
 }
 
@@ -121,46 +239,25 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .iter()
             .map(|item| item.resolve(&self.config, now))
             .collect::<Result<Vec<_>>>()?;
-        let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::with_capacity(items.len());
-        for (item, (run_at, max_attempts)) in items.iter().zip(resolved) {
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO headrace_outbox (topic, payload, priority, max_attempts, run_at, \
-                 dedupe_key, trace_id, created_at, updated_at) \
-                 VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $8) \
-                 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL \
-                   AND status IN ('pending', 'processing') DO NOTHING \
-                 RETURNING id",
-            )
-            .bind(&item.topic)
-            .bind(&item.payload)
-            .bind(item.priority)
-            .bind(max_attempts)
-            .bind(run_at)
-            .bind(&item.dedupe_key)
-            .bind(&item.trace_id)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let id = match inserted {
-                Some(id) => id,
-                None => {
-                    sqlx::query_scalar(
-                        "SELECT id FROM headrace_outbox WHERE dedupe_key = $1 \
-                         AND status IN ('pending', 'processing')",
-                    )
-                    .bind(&item.dedupe_key)
-                    .fetch_one(&mut *tx)
-                    .await?
-                }
-            };
-            ids.push(id);
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&mut *tx)
+        let mut columns = EnqueueColumns::with_capacity(items.len());
+        for (item, (run_at, max_attempts)) in items.into_iter().zip(resolved) {
+            columns.push(item, run_at, max_attempts);
+        }
+        let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(ENQUEUE_MANY)
+            .bind(&columns.topic)
+            .bind(&columns.payload)
+            .bind(&columns.priority)
+            .bind(&columns.max_attempts)
+            .bind(&columns.run_at)
+            .bind(&columns.dedupe_key)
+            .bind(&columns.trace_id)
+            .bind(now)
+            .fetch_all(&self.pool)
             .await?;
-        tx.commit().await?;
+        let ids = self.resolve_concurrent_duplicates(rows).await?;
         self.work.notify_waiters();
         Ok(ids)
     }
@@ -171,10 +268,18 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
                 tokio::spawn(relay_notifications(
                     self.pool.clone(),
                     Arc::downgrade(&self.work),
-                ));
+                ))
+                .abort_handle()
             })
             .await;
         Ok(self.work.clone())
+    }
+
+    async fn close(&self) {
+        if let Some(listener) = self.listening.get() {
+            listener.abort();
+        }
+        self.pool.close().await;
     }
 
     async fn claim(
@@ -183,31 +288,22 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         limit: i64,
         filter: &ClaimFilter,
     ) -> Result<Vec<OutboxItem>> {
+        validate::key("worker_id", worker_id)?;
         let limit = check_limit(limit)?;
         if limit == 0 {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let rows = sqlx::query(concat!(
-            "WITH picked AS ( \
-               SELECT id FROM headrace_outbox \
-               WHERE status = 'pending' AND run_at <= $6 AND ($4::text[] IS NULL OR topic = ANY($4)) \
-               AND NOT (topic = ANY($7)) \
-               ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-             UPDATE headrace_outbox o SET status = 'processing', attempts = o.attempts + 1, \
-               lease_owner = $2, lease_expires_at = $3, updated_at = $1 \
-             FROM picked WHERE o.id = picked.id RETURNING ",
-            item_columns!()
-        ))
-        .bind(now)
-        .bind(worker_id)
-        .bind(now + self.config.lease)
-        .bind(&filter.topics)
-        .bind(limit as i64)
-        .bind(filter.due_by.unwrap_or(now))
-        .bind(&filter.exclude_topics)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(CLAIM)
+            .bind(worker_id)
+            .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+            .bind(now)
+            .bind(now + self.config.lease)
+            .bind(filter.due_by.unwrap_or(now))
+            .bind(&filter.topics)
+            .bind(&filter.exclude_topics)
+            .fetch_all(&self.pool)
+            .await?;
         let mut items = rows.iter().map(read_item).collect::<Result<Vec<_>>>()?;
         items.sort_by_key(OutboxItem::claim_order_key);
         Ok(items)
@@ -217,17 +313,12 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         if item_ids.is_empty() {
             return Ok(());
         }
-        let acknowledged: Vec<i64> = sqlx::query_scalar(
-            "UPDATE headrace_outbox SET status = 'completed', lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = $1 \
-             WHERE id = ANY($2) AND status = 'processing' AND lease_owner = $3 \
-             AND lease_expires_at > $1 RETURNING id",
-        )
-        .bind(self.now())
-        .bind(item_ids)
-        .bind(worker_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let acknowledged: Vec<i64> = sqlx::query_scalar(ACK)
+            .bind(item_ids)
+            .bind(worker_id)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await?;
         if acknowledged.len() == item_ids.len() {
             return Ok(());
         }
@@ -247,14 +338,19 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         error: &str,
     ) -> Result<OutboxStatus> {
         let now = self.now();
+        validate::retry_time(next_attempt)?;
+        let error = validate::error_text(error);
         let mut tx = self.pool.begin().await?;
         let row = check_live_lease(read_lease(&mut tx, item_id).await?, item_id, worker_id, now)?;
-        let status = if row.attempts >= row.max_attempts {
-            OutboxStatus::Failed
-        } else {
-            OutboxStatus::Pending
-        };
-        let run_at = next_attempt.unwrap_or_else(|| now + self.config.retry.delay(row.attempts));
+        let (status, run_at) =
+            match self
+                .config
+                .retry
+                .decide(row.attempts, row.max_attempts, true, next_attempt, now)
+            {
+                FailureDecision::Retry { at } => (OutboxStatus::Pending, at),
+                FailureDecision::DeadLetter => (OutboxStatus::Failed, now),
+            };
         sqlx::query(
             "UPDATE headrace_outbox SET status = $1, run_at = CASE WHEN $1 = 'pending' THEN $2 \
              ELSE run_at END, last_error = $3, lease_owner = NULL, lease_expires_at = NULL, \
@@ -262,7 +358,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         )
         .bind(status.as_str())
         .bind(run_at)
-        .bind(error)
+        .bind(error.as_ref())
         .bind(now)
         .bind(item_id)
         .execute(&mut *tx)
@@ -273,13 +369,14 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
 
     async fn mark_failed(&self, item_id: i64, worker_id: &str, error: &str) -> Result<()> {
         let now = self.now();
+        let error = validate::error_text(error);
         let mut tx = self.pool.begin().await?;
         check_live_lease(read_lease(&mut tx, item_id).await?, item_id, worker_id, now)?;
         sqlx::query(
             "UPDATE headrace_outbox SET status = 'failed', last_error = $1, lease_owner = NULL, \
              lease_expires_at = NULL, updated_at = $2 WHERE id = $3",
         )
-        .bind(error)
+        .bind(error.as_ref())
         .bind(now)
         .bind(item_id)
         .execute(&mut *tx)
@@ -294,15 +391,8 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         worker_id: &str,
         by: Option<Duration>,
     ) -> Result<DateTime<Utc>> {
-        let by = by.unwrap_or(self.config.lease);
-        if by <= Duration::zero() {
-            return Err(Error::config(format!(
-                "lease seconds must be > 0, got {}",
-                by.as_seconds_f64()
-            )));
-        }
         let now = self.now();
-        let expires = now + by;
+        let expires = validate::lease_expiry(now, by.unwrap_or(self.config.lease))?;
         let mut tx = self.pool.begin().await?;
         check_live_lease(read_lease(&mut tx, item_id).await?, item_id, worker_id, now)?;
         sqlx::query(
@@ -315,6 +405,33 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .await?;
         tx.commit().await?;
         Ok(expires)
+    }
+
+    async fn extend_leases(
+        &self,
+        item_ids: &[i64],
+        worker_id: &str,
+        by: Option<Duration>,
+    ) -> Result<Vec<i64>> {
+        if item_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let expires = validate::lease_expiry(now, by.unwrap_or(self.config.lease))?;
+        let rows = sqlx::query(
+            "UPDATE headrace_outbox SET lease_expires_at = $1, updated_at = $2 \
+             WHERE id = ANY($3) AND status = 'processing' AND lease_owner = $4 \
+             AND lease_expires_at > $2 RETURNING id",
+        )
+        .bind(expires)
+        .bind(now)
+        .bind(item_ids)
+        .bind(worker_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get::<i64, _>(0).map_err(Error::from))
+            .collect()
     }
 
     async fn release(&self, item_ids: &[i64], worker_id: &str) -> Result<u64> {
@@ -347,6 +464,18 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .map(read_item)
             .transpose()?
             .ok_or_else(|| not_found(item_id))
+    }
+
+    async fn get_by_dedupe_key(&self, dedupe_key: &str) -> Result<Option<OutboxItem>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM headrace_outbox o WHERE o.dedupe_key = $1 ORDER BY o.id DESC LIMIT 1"
+        ))
+        .bind(dedupe_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(read_item).transpose()
     }
 
     async fn list(
@@ -384,6 +513,41 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         Ok(counts)
     }
 
+    async fn release_held(&self, item_ids: &[i64]) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE headrace_outbox SET run_at = $1, updated_at = $1 \
+             WHERE id = ANY($2) AND status = 'pending' AND run_at >= $3",
+        )
+        .bind(self.now())
+        .bind(item_ids)
+        .bind(super::held_run_at())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn discard_held(&self, item_ids: &[i64]) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM headrace_outbox WHERE id = ANY($1) AND status = 'pending' AND run_at >= $2",
+        )
+        .bind(item_ids)
+        .bind(super::held_run_at())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn discard_abandoned_held(&self, older_than: Duration) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM headrace_outbox WHERE status = 'pending' AND run_at >= $1 AND created_at < $2",
+        )
+        .bind(super::held_run_at())
+        .bind(self.now() - older_than)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn requeue(&self, item_id: i64) -> Result<()> {
         let done = sqlx::query(
             "UPDATE headrace_outbox SET status = 'pending', attempts = 0, run_at = $1, \
@@ -419,14 +583,12 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     }
 
     async fn purge(&self, older_than: Duration, statuses: &[OutboxStatus]) -> Result<u64> {
-        if older_than < Duration::zero() {
-            return Err(Error::config("older_than_seconds must be >= 0"));
-        }
+        validate::duration("older_than_seconds", older_than)?;
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let done =
             sqlx::query("DELETE FROM headrace_outbox WHERE status = ANY($1) AND updated_at < $2")
                 .bind(&statuses)
-                .bind(self.now() - older_than)
+                .bind(validate::before(self.now(), older_than))
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected())
@@ -444,7 +606,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
                OR (lease_expires_at IS NULL AND updated_at <= $2))",
         )
         .bind(now)
-        .bind(now - stale_after)
+        .bind(validate::before(now, stale_after))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

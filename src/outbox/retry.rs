@@ -1,8 +1,31 @@
 //! Exponential, capped, jittered backoff.
 
 use crate::error::{Error, Result};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
+
+/// Where a failed attempt goes. [`RetryPolicy::decide`] is the one rule that picks it, for the
+/// stores' `mark_retry`, the worker loop and the SQL handed to Django alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FailureDecision {
+    /// Back to `pending`, due at `at`.
+    Retry { at: DateTime<Utc> },
+    /// Dead-lettered as `failed`.
+    DeadLetter,
+}
+
+/// `now + after` when that is a time the stores accept (see [`crate::validate::retry_time`]);
+/// `None` (use the backoff) when it overflows or lies out of range, with a warning.
+pub fn retry_at_after(now: DateTime<Utc>, after: std::time::Duration) -> Option<DateTime<Utc>> {
+    let at = Duration::from_std(after)
+        .ok()
+        .and_then(|after| now.checked_add_signed(after))
+        .filter(|at| crate::validate::retry_time(Some(*at)).is_ok());
+    if at.is_none() {
+        tracing::warn!(target: "headrace.worker", ?after, "retry_after out of range; using the retry policy's backoff");
+    }
+    at
+}
 
 /// How many times an item may be claimed and how long to wait between attempts.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,14 +65,23 @@ impl RetryPolicy {
         if self.max_attempts < 1 {
             return bad("max_attempts", self.max_attempts as f64, ">= 1");
         }
-        if !(self.base_seconds.is_finite() && self.base_seconds >= 0.0) {
-            return bad("base_seconds", self.base_seconds, "a finite number >= 0");
+        let max = crate::validate::MAX_DURATION_SECONDS;
+        if !(self.base_seconds.is_finite() && (0.0..=max).contains(&self.base_seconds)) {
+            return bad(
+                "base_seconds",
+                self.base_seconds,
+                "a finite number >= 0 (at most 100 years)",
+            );
         }
         if !(self.factor.is_finite() && self.factor >= 1.0) {
             return bad("factor", self.factor, "a finite number >= 1");
         }
-        if !(self.max_seconds.is_finite() && self.max_seconds >= 0.0) {
-            return bad("max_seconds", self.max_seconds, "a finite number >= 0");
+        if !(self.max_seconds.is_finite() && (0.0..=max).contains(&self.max_seconds)) {
+            return bad(
+                "max_seconds",
+                self.max_seconds,
+                "a finite number >= 0 (at most 100 years)",
+            );
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return bad("jitter", self.jitter, "between 0 and 1");
@@ -74,15 +106,58 @@ impl RetryPolicy {
         Duration::microseconds((nominal * spread * 1_000_000.0).round() as i64)
     }
 
-    /// Whether an item claimed `attempts` times out of `max_attempts` may run again.
-    pub fn attempts_left(attempts: i32, max_attempts: i32) -> bool {
-        attempts < max_attempts
+    /// The retry rule: a non-retryable failure, or one on the last allowed attempt
+    /// (`attempts >= max_attempts`), dead-letters; any other failure runs again at `retry_at`
+    /// when given, else after this policy's backoff from `now`.
+    pub fn decide(
+        &self,
+        attempts: i32,
+        max_attempts: i32,
+        retryable: bool,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> FailureDecision {
+        if !retryable || attempts >= max_attempts {
+            return FailureDecision::DeadLetter;
+        }
+        FailureDecision::Retry {
+            at: retry_at.unwrap_or_else(|| now + self.delay(attempts)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decide_dead_letters_permanent_failures_and_the_last_attempt() {
+        let policy = RetryPolicy {
+            base_seconds: 10.0,
+            jitter: 0.0,
+            ..Default::default()
+        };
+        let now = DateTime::<Utc>::from_timestamp(1_000, 0).unwrap();
+        let later = now + Duration::seconds(99);
+        assert_eq!(
+            policy.decide(1, 3, true, None, now),
+            FailureDecision::Retry {
+                at: now + Duration::seconds(10)
+            }
+        );
+        assert_eq!(
+            policy.decide(2, 3, true, Some(later), now),
+            FailureDecision::Retry { at: later }
+        );
+        assert_eq!(
+            policy.decide(3, 3, true, Some(later), now),
+            FailureDecision::DeadLetter
+        );
+        assert_eq!(
+            policy.decide(1, 3, false, None, now),
+            FailureDecision::DeadLetter
+        );
+    }
 
     #[test]
     fn delay_grows_exponentially_then_caps() {

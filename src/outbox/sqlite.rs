@@ -3,10 +3,12 @@
 
 use super::lease::{LeaseRow, check_live_lease, not_found, unacknowledged};
 use super::{
-    ClaimFilter, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore, check_limit,
+    ClaimFilter, FailureDecision, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore,
+    check_limit,
 };
 use crate::db::{SqliteDb, migrate};
 use crate::error::{Error, Result};
+use crate::validate;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -176,6 +178,10 @@ impl OutboxStore for OptimisticClaimOutboxStore {
             .inspect(|_| self.work.notify_waiters())
     }
 
+    async fn close(&self) {
+        self.db.close();
+    }
+
     async fn work_signal(&self) -> Result<Arc<Notify>> {
         Ok(self.work.clone())
     }
@@ -186,6 +192,7 @@ impl OutboxStore for OptimisticClaimOutboxStore {
         limit: i64,
         filter: &ClaimFilter,
     ) -> Result<Vec<OutboxItem>> {
+        validate::key("worker_id", worker_id)?;
         let limit = check_limit(limit)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -274,19 +281,19 @@ impl OutboxStore for OptimisticClaimOutboxStore {
         error: &str,
     ) -> Result<OutboxStatus> {
         let now = self.now();
+        validate::retry_time(next_attempt)?;
         let worker_id = worker_id.to_string();
-        let error = error.to_string();
+        let error = validate::error_text(error).into_owned();
         let retry = self.config.retry.clone();
         self.db
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let row = check_live_lease(read_lease(&tx, item_id)?, item_id, &worker_id, now)?;
-                let status = if row.attempts >= row.max_attempts {
-                    OutboxStatus::Failed
-                } else {
-                    OutboxStatus::Pending
-                };
-                let run_at = next_attempt.unwrap_or_else(|| now + retry.delay(row.attempts));
+                let (status, run_at) =
+                    match retry.decide(row.attempts, row.max_attempts, true, next_attempt, now) {
+                        FailureDecision::Retry { at } => (OutboxStatus::Pending, at),
+                        FailureDecision::DeadLetter => (OutboxStatus::Failed, now),
+                    };
                 tx.prepare_cached(
                     "UPDATE headrace_outbox SET status = ?1, run_at = CASE WHEN ?1 = 'pending' \
                      THEN ?2 ELSE run_at END, last_error = ?3, lease_owner = NULL, \
@@ -308,7 +315,7 @@ impl OutboxStore for OptimisticClaimOutboxStore {
     async fn mark_failed(&self, item_id: i64, worker_id: &str, error: &str) -> Result<()> {
         let now = self.now();
         let worker_id = worker_id.to_string();
-        let error = error.to_string();
+        let error = validate::error_text(error).into_owned();
         self.db
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -330,15 +337,8 @@ impl OutboxStore for OptimisticClaimOutboxStore {
         worker_id: &str,
         by: Option<Duration>,
     ) -> Result<DateTime<Utc>> {
-        let by = by.unwrap_or(self.config.lease);
-        if by <= Duration::zero() {
-            return Err(Error::config(format!(
-                "lease seconds must be > 0, got {}",
-                by.as_seconds_f64()
-            )));
-        }
         let now = self.now();
-        let expires = now + by;
+        let expires = validate::lease_expiry(now, by.unwrap_or(self.config.lease))?;
         let worker_id = worker_id.to_string();
         self.db
             .call(move |conn| {
@@ -350,6 +350,38 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                 .execute(params![to_us(expires), to_us(now), item_id])?;
                 tx.commit()?;
                 Ok(expires)
+            })
+            .await
+    }
+
+    async fn extend_leases(
+        &self,
+        item_ids: &[i64],
+        worker_id: &str,
+        by: Option<Duration>,
+    ) -> Result<Vec<i64>> {
+        if item_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let expires = validate::lease_expiry(now, by.unwrap_or(self.config.lease))?;
+        let ids = ids_json(item_ids);
+        let worker_id = worker_id.to_string();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let extended = tx
+                    .prepare_cached(
+                        "UPDATE headrace_outbox SET lease_expires_at = ?1, updated_at = ?2 \
+                         WHERE id IN (SELECT value FROM json_each(?3)) AND status = 'processing' \
+                         AND lease_owner = ?4 AND lease_expires_at > ?2 RETURNING id",
+                    )?
+                    .query_map(params![to_us(expires), to_us(now), ids, worker_id], |row| {
+                        row.get(0)
+                    })?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                tx.commit()?;
+                Ok(extended)
             })
             .await
     }
@@ -385,6 +417,21 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                 .query_row([item_id], read_item)
                 .optional()?
                 .ok_or_else(|| not_found(item_id))
+            })
+            .await
+    }
+
+    async fn get_by_dedupe_key(&self, dedupe_key: &str) -> Result<Option<OutboxItem>> {
+        let key = dedupe_key.to_string();
+        self.db
+            .call(move |conn| {
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM headrace_outbox WHERE dedupe_key = ?1 \
+                         ORDER BY id DESC LIMIT 1"
+                    ))?
+                    .query_row([key], read_item)
+                    .optional()?)
             })
             .await
     }
@@ -430,6 +477,66 @@ impl OutboxStore for OptimisticClaimOutboxStore {
             .await
     }
 
+    async fn release_held(&self, item_ids: &[i64]) -> Result<u64> {
+        let now = to_us(self.now());
+        let held = to_us(super::held_run_at());
+        let ids = item_ids.to_vec();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut changed = 0u64;
+                {
+                    let mut update = tx.prepare_cached(
+                        "UPDATE headrace_outbox SET run_at = ?1, updated_at = ?1 \
+                         WHERE id = ?2 AND status = 'pending' AND run_at >= ?3",
+                    )?;
+                    for id in ids {
+                        changed += update.execute(params![now, id, held])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(changed)
+            })
+            .await
+    }
+
+    async fn discard_held(&self, item_ids: &[i64]) -> Result<u64> {
+        let held = to_us(super::held_run_at());
+        let ids = item_ids.to_vec();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut changed = 0u64;
+                {
+                    let mut delete = tx.prepare_cached(
+                        "DELETE FROM headrace_outbox WHERE id = ?1 AND status = 'pending' AND run_at >= ?2",
+                    )?;
+                    for id in ids {
+                        changed += delete.execute(params![id, held])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(changed)
+            })
+            .await
+    }
+
+    async fn discard_abandoned_held(&self, older_than: Duration) -> Result<u64> {
+        let held = to_us(super::held_run_at());
+        let before = to_us(self.now() - older_than);
+        self.db
+            .call(move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "DELETE FROM headrace_outbox WHERE status = 'pending' AND run_at >= ?1 \
+                         AND created_at < ?2",
+                    )?
+                    .execute(params![held, before])?;
+                Ok(changed as u64)
+            })
+            .await
+    }
+
     async fn requeue(&self, item_id: i64) -> Result<()> {
         let now = to_us(self.now());
         self.db
@@ -463,10 +570,8 @@ impl OutboxStore for OptimisticClaimOutboxStore {
     }
 
     async fn purge(&self, older_than: Duration, statuses: &[OutboxStatus]) -> Result<u64> {
-        if older_than < Duration::zero() {
-            return Err(Error::config("older_than_seconds must be >= 0"));
-        }
-        let cutoff = to_us(self.now() - older_than);
+        validate::duration("older_than_seconds", older_than)?;
+        let cutoff = to_us(validate::before(self.now(), older_than));
         let statuses =
             serde_json::to_string(&statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
                 .expect("statuses encode");
@@ -485,7 +590,7 @@ impl OutboxStore for OptimisticClaimOutboxStore {
 
     async fn reap_stale(&self, stale_after: Duration) -> Result<u64> {
         let now = self.now();
-        let stale_before = to_us(now - stale_after);
+        let stale_before = to_us(validate::before(now, stale_after));
         let now = to_us(now);
         self.db
             .call(move |conn| {

@@ -5,8 +5,10 @@
 //! is held in memory (streaming). An entity that cannot fit even alone fails with
 //! `IngestRejected` naming its index in the run and its size.
 
+use super::protobuf::{ProtoChunk, ProtoChunkBody};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Default largest encoded chunk payload: 3 MiB.
 pub const DEFAULT_CHUNK_BYTES: usize = 3 * 1024 * 1024;
@@ -17,32 +19,73 @@ pub const MIN_CHUNK_BYTES: usize = 1024;
 const ENTITIES_KEY: &str = ",\"entities\":[";
 const SUFFIX: &str = "]}";
 
-/// One chunk, ready to send.
+/// One chunk, ready to send: JSON entities (one payload text) or protobuf entities (framed as
+/// an `IngestRequest`, see [`super::protobuf`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
     /// 0-based position of the chunk in its run.
     pub index: usize,
     /// The chunk's metadata (the run's metadata plus `chunk_index`), as in the payload.
     pub metadata: Map<String, Value>,
-    payload: String,
-    entities_start: usize,
+    body: Body,
     entity_count: usize,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+enum Body {
+    Json {
+        payload: String,
+        entities_start: usize,
+    },
+    Protobuf(ProtoChunkBody),
+}
+
 impl Chunk {
-    /// The exact encoded payload, `{"metadata":{…},"entities":[…]}`.
-    pub fn payload(&self) -> &str {
-        &self.payload
+    /// A chunk of protobuf entities.
+    pub fn protobuf(chunk: ProtoChunk) -> Self {
+        Chunk {
+            index: chunk.index,
+            metadata: chunk.metadata,
+            entity_count: chunk.entity_count,
+            body: Body::Protobuf(chunk.body),
+        }
+    }
+
+    /// The protobuf entities of a protobuf chunk (`None` for JSON).
+    pub fn protobuf_body(&self) -> Option<&ProtoChunkBody> {
+        match &self.body {
+            Body::Protobuf(body) => Some(body),
+            Body::Json { .. } => None,
+        }
+    }
+
+    /// The exact encoded payload, `{"metadata":{…},"entities":[…]}`. For protobuf entities:
+    /// `{"metadata":{…},"entities_protobuf":"<base64 of the framed IngestRequest entities>"}`.
+    pub fn payload(&self) -> Cow<'_, str> {
+        match &self.body {
+            Body::Json { payload, .. } => Cow::Borrowed(payload),
+            Body::Protobuf(body) => Cow::Owned(protobuf_payload(&self.metadata, body)),
+        }
     }
 
     /// The payload, by value.
     pub fn into_payload(self) -> String {
-        self.payload
+        match self.body {
+            Body::Json { payload, .. } => payload,
+            Body::Protobuf(body) => protobuf_payload(&self.metadata, &body),
+        }
     }
 
-    /// The encoded entities as a JSON array (`[…]`), a slice of the payload.
+    /// The encoded entities as a JSON array (`[…]`), a slice of the payload; `[]` for a
+    /// protobuf chunk (see [`Chunk::protobuf_body`]).
     pub fn entities_json(&self) -> &str {
-        &self.payload[self.entities_start..self.payload.len() - 1]
+        match &self.body {
+            Body::Json {
+                payload,
+                entities_start,
+            } => &payload[*entities_start..payload.len() - 1],
+            Body::Protobuf(_) => "[]",
+        }
     }
 
     /// How many entities the chunk holds.
@@ -50,15 +93,35 @@ impl Chunk {
         self.entity_count
     }
 
-    /// The payload's length in bytes.
+    /// The payload's length in bytes (for protobuf: the full request's).
     pub fn len(&self) -> usize {
-        self.payload.len()
+        match &self.body {
+            Body::Json { payload, .. } => payload.len(),
+            Body::Protobuf(body) => body.request_len(),
+        }
     }
 
     /// Whether the chunk holds no entity (never true for a chunk the chunker produced).
     pub fn is_empty(&self) -> bool {
         self.entity_count == 0
     }
+}
+
+/// Key of the base64 protobuf entities in a protobuf chunk's JSON payload.
+pub const PROTOBUF_PAYLOAD_KEY: &str = "entities_protobuf";
+
+fn protobuf_payload(metadata: &Map<String, Value>, body: &ProtoChunkBody) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&body.entities);
+    let mut text = String::with_capacity(encoded.len() + 256);
+    text.push_str("{\"metadata\":");
+    text.push_str(&Value::Object(metadata.clone()).to_string());
+    text.push_str(",\"");
+    text.push_str(PROTOBUF_PAYLOAD_KEY);
+    text.push_str("\":\"");
+    text.push_str(&encoded);
+    text.push_str("\"}");
+    text
 }
 
 #[derive(Debug)]
@@ -76,8 +139,10 @@ impl Building {
         Chunk {
             index: self.index,
             metadata: self.metadata,
-            payload: self.payload,
-            entities_start: self.entities_start,
+            body: Body::Json {
+                payload: self.payload,
+                entities_start: self.entities_start,
+            },
             entity_count: self.entity_count,
         }
     }
@@ -265,7 +330,7 @@ mod tests {
             for (n, c) in chunks.iter().enumerate() {
                 assert!(c.len() <= limit, "chunk {n} is {} > {limit}", c.len());
                 assert_eq!(c.index, n);
-                let parsed: Value = serde_json::from_str(c.payload()).unwrap();
+                let parsed: Value = serde_json::from_str(&c.payload()).unwrap();
                 assert_eq!(parsed["metadata"]["chunk_index"], json!(n));
                 assert_eq!(parsed["metadata"]["run_id"], json!("r"));
                 let entities: Vec<Value> = serde_json::from_str(c.entities_json()).unwrap();

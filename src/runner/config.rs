@@ -2,7 +2,7 @@
 //! YAML text or an already-parsed document, with `${VAR}` (and `${VAR:-default}`) resolved from
 //! the environment in every string. Problems are reported together, one line per bad field.
 
-use super::schedule::Schedule;
+use super::schedule::{CronZone, Schedule};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use serde_yaml_ng::Value as Yaml;
@@ -44,7 +44,8 @@ impl PolicyConfig {
 impl PolicySpec {
     /// The parsed schedule (validated when the spec was built).
     pub fn schedule(&self) -> Result<Schedule> {
-        Schedule::parse(self.config.schedule.as_deref())
+        let zone = CronZone::parse(self.config.extra.get("timezone").and_then(Value::as_str))?;
+        Schedule::parse_in(self.config.schedule.as_deref(), zone)
     }
 }
 
@@ -79,6 +80,23 @@ pub fn parse_policies(document: Value, env: EnvLookup<'_>) -> Result<Vec<PolicyS
         Ok(specs)
     } else {
         Err(report(problems))
+    }
+}
+
+/// `document` with every `${VAR}` in its strings resolved through `env` (the rule policy
+/// documents use); every unset variable is reported, with where it is.
+pub fn resolve_env_references(document: Value, env: EnvLookup<'_>) -> Result<Value> {
+    let mut problems = Vec::new();
+    let resolved = resolve_env(document, "", env, &mut problems);
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        let n = problems.len();
+        Err(Error::config(format!(
+            "unresolved environment variable{} ({n}):\n  - {}",
+            if n == 1 { "" } else { "s" },
+            problems.join("\n  - ")
+        )))
     }
 }
 
@@ -369,6 +387,18 @@ fn validate(document: Value, problems: &mut Vec<String>) -> Vec<PolicySpec> {
                 None
             }
         };
+        match config.get("timezone") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(zone)) => {
+                if let Err(e) = CronZone::parse(Some(zone)) {
+                    problems.push(format!("{at}.config.timezone: {e}"));
+                }
+            }
+            Some(other) => problems.push(format!(
+                "{at}.config.timezone: expected a string, got {}",
+                type_name(other)
+            )),
+        }
         if problems.len() == before {
             specs.push(PolicySpec {
                 name,

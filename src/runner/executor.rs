@@ -4,12 +4,13 @@
 //! count or FAILED with the reason. A producer or sink that fails — or panics — fails the run;
 //! it never takes the runner down.
 
-use super::chunker::Chunker;
+use super::chunker::{Chunk, Chunker};
 use super::metrics::RunMetrics;
+use super::protobuf::ProtoChunker;
 use super::run::{Run, RunSource, RunStatus};
-use super::run_store::RunStore;
+use super::run_store::{RUN_LEASE, RunStore};
 use super::sink::{Sink, classify_sink_error};
-use super::source::EntitySource;
+use super::source::{Batch, EntitySource};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -147,6 +148,7 @@ pub struct RunExecutor {
     inflight: Inflight,
     hook: Option<EventHook>,
     metrics: Arc<RunMetrics>,
+    run_lease: Duration,
 }
 
 impl std::fmt::Debug for RunExecutor {
@@ -174,6 +176,7 @@ impl RunExecutor {
             inflight: Inflight::default(),
             hook: None,
             metrics: Arc::default(),
+            run_lease: RUN_LEASE,
         })
     }
 
@@ -181,6 +184,35 @@ impl RunExecutor {
     pub fn with_hook(mut self, hook: Option<EventHook>) -> Self {
         self.hook = hook;
         self
+    }
+
+    /// Sets how long a run's lease lasts (renewed every third of it while the run goes on;
+    /// a run whose lease expired is reaped as FAILED by the policy's next run).
+    pub fn with_run_lease(mut self, lease: Duration) -> Result<Self> {
+        crate::validate::seconds("run_lease", lease.as_secs_f64(), false)?;
+        self.run_lease = lease;
+        Ok(self)
+    }
+
+    /// Finishes as FAILED the runs of `policy` whose process died (their lease expired).
+    pub async fn reap_expired_runs(&self, policy: &str) -> Vec<Run> {
+        match self
+            .store
+            .reap_expired_runs(policy, chrono::Utc::now())
+            .await
+        {
+            Ok(reaped) => {
+                for run in &reaped {
+                    tracing::warn!(target: LOG, "policy {policy:?}: run {} was left running by a process that stopped; recorded as failed", run.id);
+                    self.emit(RunEvent::Finished(run.clone()));
+                }
+                reaped
+            }
+            Err(err) => {
+                tracing::warn!(target: LOG, "policy {policy:?}: could not reap expired runs: {err}");
+                Vec::new()
+            }
+        }
     }
 
     /// The effective chunk bound.
@@ -238,10 +270,19 @@ impl RunExecutor {
         _inflight: InflightGuard,
     ) -> Result<RunOutcome> {
         let metadata = target.run_metadata();
+        self.reap_expired_runs(&target.policy_name).await;
         let run = self
             .store
             .create_run(&target.policy_name, source, metadata.clone())
             .await?;
+        let (lease_store, lease_run, run_lease) =
+            (self.store.clone(), run.id.clone(), self.run_lease);
+        let renew = move || {
+            let until = chrono::Utc::now() + chrono::Duration::from_std(run_lease).expect("fits");
+            let (store, run_id) = (lease_store.clone(), lease_run.clone());
+            async move { store.renew_run_lease(&run_id, until).await }
+        };
+        renew().await?;
         let context = RunContext {
             run_id: run.id.clone(),
             policy_name: target.policy_name.clone(),
@@ -267,7 +308,7 @@ impl RunExecutor {
             )
             .await
         });
-        let result = match body.await {
+        let result = match keep_run_lease(body, renew, self.run_lease / 3).await {
             Ok(result) => result,
             Err(join) if join.is_panic() => Err(Error::Ingest(format!(
                 "the run panicked: {}",
@@ -275,6 +316,21 @@ impl RunExecutor {
             ))),
             Err(join) => Err(Error::Ingest(format!("the run was cancelled: {join}"))),
         };
+        // All or nothing: the sink releases the run's held chunks only when the run completed,
+        // and discards them when it failed.
+        let result = match result {
+            Ok(()) => self
+                .sink
+                .finish_run(&run.id, true)
+                .await
+                .map_err(classify_sink_error),
+            Err(error) => Err(error),
+        };
+        if result.is_err()
+            && let Err(e) = self.sink.finish_run(&run.id, false).await
+        {
+            tracing::warn!(target: LOG, "run {}: discarding its held chunks failed: {e}", run.id);
+        }
         let (entities, chunks) = progress.get();
         let mut finish_meta = Map::new();
         finish_meta.insert("chunk_count".into(), Value::from(chunks));
@@ -303,7 +359,7 @@ impl RunExecutor {
                 run.id,
                 run.entity_count
             ),
-            Some(e) => tracing::warn!(
+            Some(e) => tracing::error!(
                 target: LOG,
                 "policy {:?}: {} run {} failed after {} entities: {e}",
                 run.policy_id,
@@ -342,7 +398,7 @@ impl RunExecutor {
             .store
             .finish_run(&run.id, RunStatus::Failed, Some(reason), 0, finish_meta)
             .await?;
-        tracing::warn!(
+        tracing::error!(
             target: LOG,
             "policy {:?}: {} run {} failed: {}",
             run.policy_id,
@@ -374,6 +430,32 @@ impl Progress {
     }
 }
 
+/// Awaits `body`, renewing the run's lease every `every` until it ends (a failed renewal is
+/// logged; the run goes on).
+async fn keep_run_lease<T, F, Fut>(
+    body: tokio::task::JoinHandle<T>,
+    renew: F,
+    every: Duration,
+) -> std::result::Result<T, tokio::task::JoinError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    tokio::pin!(body);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            joined = &mut body => return joined,
+            _ = ticks.tick() => {
+                if let Err(err) = renew().await {
+                    tracing::warn!(target: LOG, "renewing a run lease failed: {err}");
+                }
+            }
+        }
+    }
+}
+
 async fn deliver(
     produce: Producer,
     context: RunContext,
@@ -382,23 +464,73 @@ async fn deliver(
     sink: Arc<dyn Sink>,
     progress: &Progress,
 ) -> Result<()> {
-    let mut chunker = Chunker::new(chunk_bytes, chunk_metadata)?;
+    let send = |chunk: Chunk| {
+        let sink = sink.clone();
+        async move {
+            let count = chunk.entity_count();
+            sink.ingest(chunk).await.map_err(classify_sink_error)?;
+            progress.add(count);
+            Ok::<(), Error>(())
+        }
+    };
+    let mut json: Option<Chunker> = None;
+    let mut protobuf: Option<ProtoChunker> = None;
+    let mut position = 0u64;
     let mut source = produce(context).await?;
     while let Some(batch) = source.next_batch().await? {
-        for entity in batch {
-            if let Some(chunk) = chunker.push(&entity)? {
-                let count = chunk.entity_count();
-                sink.ingest(chunk).await.map_err(classify_sink_error)?;
-                progress.add(count);
+        match batch {
+            Batch::Json(entities) => {
+                if protobuf.is_some() {
+                    return Err(mixed_kinds(position, "JSON", "protobuf messages"));
+                }
+                let chunker = match &mut json {
+                    Some(chunker) => chunker,
+                    None => json.insert(Chunker::new(chunk_bytes, chunk_metadata.clone())?),
+                };
+                for entity in entities {
+                    position += 1;
+                    if let Some(chunk) = chunker.push(&entity)? {
+                        send(chunk).await?;
+                    }
+                }
+            }
+            Batch::Protobuf(entities) => {
+                if json.is_some() {
+                    return Err(mixed_kinds(position, "a protobuf message", "JSON"));
+                }
+                let chunker = match &mut protobuf {
+                    Some(chunker) => chunker,
+                    None => {
+                        let envelope = sink.protobuf_envelope(&chunk_metadata).await?;
+                        protobuf.insert(ProtoChunker::new(
+                            chunk_bytes,
+                            envelope,
+                            chunk_metadata.clone(),
+                        )?)
+                    }
+                };
+                for entity in entities {
+                    position += 1;
+                    if let Some(chunk) = chunker.push(&entity)? {
+                        send(Chunk::protobuf(chunk)).await?;
+                    }
+                }
             }
         }
     }
-    if let Some(chunk) = chunker.finish() {
-        let count = chunk.entity_count();
-        sink.ingest(chunk).await.map_err(classify_sink_error)?;
-        progress.add(count);
+    if let Some(chunk) = json.as_mut().and_then(Chunker::finish) {
+        send(chunk).await?;
+    }
+    if let Some(chunk) = protobuf.as_mut().and_then(ProtoChunker::finish) {
+        send(Chunk::protobuf(chunk)).await?;
     }
     Ok(())
+}
+
+fn mixed_kinds(position: u64, this: &str, earlier: &str) -> Error {
+    Error::IngestRejected(format!(
+        "entity {position} is {this} but the run's earlier entities were {earlier}: a run's entities must all be JSON-serialisable values or all protobuf messages"
+    ))
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -417,6 +549,8 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 pub struct IngestHandle {
     executor: RunExecutor,
     target: Arc<RunTarget>,
+    /// Set when its policy is deleted or its manager stopped: the handle records no more runs.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl IngestHandle {
@@ -425,7 +559,30 @@ impl IngestHandle {
         IngestHandle {
             executor,
             target: Arc::new(target),
+            closed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
+    }
+
+    /// Stops the handle (and every clone of it): later calls fail with a `Config` error
+    /// instead of recording runs for a policy that no longer runs.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`IngestHandle::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::config(format!(
+                "policy {:?} was stopped (PolicyManager.stop or delete_policy): its \
+                 ingest_callback records no more runs",
+                self.target.policy_name
+            )));
+        }
+        Ok(())
     }
 
     /// The policy and backend the handle serves.
@@ -450,6 +607,7 @@ impl IngestHandle {
     /// Runs `produce` as a callback run and returns how it ended (the `ingest_sink` protocol,
     /// which reports failures instead of raising them).
     pub async fn ingest_outcome(&self, produce: Producer) -> Result<RunOutcome> {
+        self.check_open()?;
         self.executor
             .execute(&self.target, RunSource::Callback, produce)
             .await
@@ -457,6 +615,7 @@ impl IngestHandle {
 
     /// Records a FAILED callback run with `reason` (the callback's `error=`).
     pub async fn fail(&self, reason: String) -> Result<Run> {
+        self.check_open()?;
         self.executor
             .record_failed_run(&self.target, RunSource::Callback, reason)
             .await

@@ -227,10 +227,12 @@ impl PolicyManager {
                 .map_err(|e| with_policy(&name, e))?;
             prepared.push(entry);
         }
-        self.check_running()?;
         let names: Vec<String> = prepared.iter().map(|e| e.spec.name.clone()).collect();
         {
             let mut current = self.inner.policies.lock().expect("policies poisoned");
+            // Checked under the lock stop() collects the entries under, so a stop either sees
+            // these entries (and closes their ingest handles) or refuses them here.
+            self.check_running()?;
             for entry in &prepared {
                 current.insert(entry.spec.name.clone(), entry.clone());
             }
@@ -335,6 +337,7 @@ impl PolicyManager {
             .remove(name)
             .ok_or_else(|| Error::NotFound(format!("no policy named {name:?} is running")))?;
         entry.abort_scheduler();
+        entry.handle.close();
         tracing::info!(target: LOG, "policy {name:?} deleted");
         Ok(())
     }
@@ -394,6 +397,7 @@ impl PolicyManager {
             .collect();
         for entry in &entries {
             entry.abort_scheduler();
+            entry.handle.close();
         }
         let idle = self.wait_idle(timeout).await;
         if let Err(e) = self.inner.executor.store().flush().await {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod executor;
 pub mod manager;
 pub mod metrics;
+pub mod protobuf;
 pub mod run;
 pub mod run_store;
 pub mod schedule;
@@ -24,6 +25,7 @@ pub use executor::{
 pub use manager::{
     BackendLoader, ManagerConfig, PolicyBackend, PolicyManager, ResolvedBackend, TickOutcome,
 };
+pub use protobuf::{ProtoChunkBody, ProtoChunker, RunIdPlacement};
 pub use run::{Run, RunSource, RunStatus};
 pub use run_store::{DEFAULT_MAX_RUNS_PER_POLICY, MemoryRunStore, RunStore};
 pub use schedule::Schedule;

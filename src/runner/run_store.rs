@@ -4,6 +4,7 @@ use super::run::{Run, RunSource, RunStatus, new_run_id};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,30 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Records that the process running `run_id` is alive until `until` (its run lease).
+    /// Stores that die with their process (memory) need no lease: the default does nothing.
+    async fn renew_run_lease(&self, _run_id: &str, _until: DateTime<Utc>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Finishes as FAILED every RUNNING run of `policy_id` whose lease expired before `now`
+    /// (its process was killed or lost its database); returns the runs it finished.
+    async fn reap_expired_runs(&self, _policy_id: &str, _now: DateTime<Utc>) -> Result<Vec<Run>> {
+        Ok(Vec::new())
+    }
+}
+
+/// How long a run's lease lasts; the executor renews it every third of that.
+pub const RUN_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The reason given to a run reaped because its lease expired.
+pub(crate) fn expired_reason(expired_at: DateTime<Utc>) -> String {
+    format!(
+        "the process running it stopped (killed, or cut off from the database): its run lease \
+         expired at {}",
+        expired_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )
 }
 
 /// Checks a finishing transition, naming the run.

@@ -1,7 +1,10 @@
-//! When a policy runs: a 5-field cron expression (UTC), or no schedule at all (run once, now).
+//! When a policy runs: a 5-field cron expression, or no schedule at all (run once, now).
+//!
+//! A policy's cron follows the worker's local time zone (the `TZ` environment variable, else
+//! the system's), as orb-worker's scheduler does, unless its config says `timezone: UTC`.
 
 use crate::error::{Error, Result};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Local, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -11,13 +14,47 @@ pub enum Schedule {
     /// No schedule: the policy runs once, as soon as it starts.
     Once,
     /// Standard 5-field cron (`minute hour day-of-month month day-of-week`, or an `@hourly`-style
-    /// nickname), evaluated in UTC.
-    Cron { expression: String, cron: Box<Cron> },
+    /// nickname), evaluated in `zone`.
+    Cron {
+        expression: String,
+        cron: Box<Cron>,
+        zone: CronZone,
+    },
+}
+
+/// The time zone a cron expression is evaluated in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CronZone {
+    /// UTC.
+    Utc,
+    /// The process's local zone (`TZ`, else the system's).
+    Local,
+}
+
+impl CronZone {
+    /// A policy's `timezone` setting: absent or `"local"` → [`CronZone::Local`], `"UTC"` →
+    /// [`CronZone::Utc`] (case-insensitive); anything else is a `ConfigError`.
+    pub fn parse(raw: Option<&str>) -> Result<CronZone> {
+        match raw.map(str::trim) {
+            None => Ok(CronZone::Local),
+            Some(z) if z.eq_ignore_ascii_case("local") => Ok(CronZone::Local),
+            Some(z) if z.eq_ignore_ascii_case("utc") => Ok(CronZone::Utc),
+            Some(other) => Err(Error::config(format!(
+                "timezone {other:?} is not supported: use \"UTC\", or \"local\" (the default: the worker's TZ)"
+            ))),
+        }
+    }
 }
 
 impl Schedule {
-    /// Parses an optional schedule; `None` or an empty string is [`Schedule::Once`].
+    /// Parses an optional schedule evaluated in UTC; `None` or an empty string is
+    /// [`Schedule::Once`].
     pub fn parse(raw: Option<&str>) -> Result<Schedule> {
+        Self::parse_in(raw, CronZone::Utc)
+    }
+
+    /// Parses an optional schedule evaluated in `zone`.
+    pub fn parse_in(raw: Option<&str>, zone: CronZone) -> Result<Schedule> {
         let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(Schedule::Once);
         };
@@ -35,9 +72,16 @@ impl Schedule {
             .build()
             .parse(raw)
             .map_err(|e| Error::config(format!("invalid cron schedule {raw:?}: {e}")))?;
+        if cron.find_next_occurrence(&Utc::now(), false).is_err() {
+            return Err(Error::config(format!(
+                "cron schedule {raw:?} never fires (no date matches it, e.g. February 31st): \
+                 check the day-of-month and month fields"
+            )));
+        }
         Ok(Schedule::Cron {
             expression: raw.to_string(),
             cron: Box::new(cron),
+            zone,
         })
     }
 
@@ -46,7 +90,19 @@ impl Schedule {
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Once => None,
-            Schedule::Cron { cron, .. } => cron.find_next_occurrence(&after, false).ok(),
+            Schedule::Cron {
+                cron,
+                zone: CronZone::Utc,
+                ..
+            } => cron.find_next_occurrence(&after, false).ok(),
+            Schedule::Cron {
+                cron,
+                zone: CronZone::Local,
+                ..
+            } => cron
+                .find_next_occurrence(&after.with_timezone(&Local), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
         }
     }
 
@@ -79,6 +135,19 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_that_never_fires_is_refused() {
+        for never in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
+            let err = Schedule::parse(Some(never)).unwrap_err();
+            assert_eq!(err.code(), "config_error");
+            assert!(err.to_string().contains("never fires"), "{err}");
+        }
+        assert!(
+            Schedule::parse(Some("0 0 29 2 *")).is_ok(),
+            "leap days do fire"
+        );
+    }
+
+    #[test]
     fn five_field_cron_fires_strictly_after() {
         let s = Schedule::parse(Some("*/15 * * * *")).unwrap();
         assert_eq!(s.expression(), Some("*/15 * * * *"));
@@ -88,6 +157,19 @@ mod tests {
         assert_eq!(daily.next_after(at(1, 0, 0)), Some(at(2, 30, 0)));
         let hourly = Schedule::parse(Some("@hourly")).unwrap();
         assert_eq!(hourly.next_after(at(1, 5, 0)), Some(at(2, 0, 0)));
+    }
+
+    #[test]
+    fn zones_parse_and_local_agrees_with_chrono_local() {
+        assert_eq!(CronZone::parse(None).unwrap(), CronZone::Local);
+        assert_eq!(CronZone::parse(Some("utc")).unwrap(), CronZone::Utc);
+        assert_eq!(
+            CronZone::parse(Some("Mars/Base")).unwrap_err().code(),
+            "config_error"
+        );
+        let local = Schedule::parse_in(Some("30 2 * * *"), CronZone::Local).unwrap();
+        let next = local.next_after(at(0, 0, 0)).unwrap().with_timezone(&Local);
+        assert_eq!(next.format("%H:%M").to_string(), "02:30");
     }
 
     #[test]

@@ -4,11 +4,13 @@
 
 use super::chunker::Chunk;
 use crate::error::{Error, Result};
-use crate::outbox::{NewItem, OutboxStore};
+use crate::outbox::{NewItem, OutboxStore, held_run_at};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Default outbox topic of [`OutboxSink`].
@@ -23,6 +25,19 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Told when a run fails (optional; failures here are logged, never raised).
     async fn record_failure(&self, _error: &Error, _metadata: &Map<String, Value>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Bytes this sink adds around a run's protobuf entities in every request it sends (the
+    /// other fields of Diode's `IngestRequest`), for a run whose chunk metadata is `metadata`;
+    /// chunks are sized so that envelope plus framed entities stays within the bound.
+    async fn protobuf_envelope(&self, _metadata: &Map<String, Value>) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Told when a run ends, after its last chunk: `completed` releases the chunks the sink
+    /// held back (all or nothing), `false` discards them. Default: nothing is held.
+    async fn finish_run(&self, _run_id: &str, _completed: bool) -> Result<()> {
         Ok(())
     }
 
@@ -44,12 +59,18 @@ pub fn classify_sink_error(error: Error) -> Error {
     }
 }
 
-/// Each chunk becomes one outbox item whose payload is `{"metadata": {…}, "entities": […]}`,
-/// deduplicated by `run_id:chunk_index` and traced by `run_id`.
+/// Each chunk becomes one outbox item whose payload is `{"metadata": {…}, "entities": […]}`
+/// (protobuf entities: `"entities_protobuf"`, base64), deduplicated by `run_id:chunk_index` and
+/// traced by `run_id`. A run delivers all or nothing: its chunks are enqueued *held* (pending
+/// with `run_at` in the year 9000, so no worker claims them), released together when the run
+/// completes and deleted when it fails. Only the item ids are kept in memory meanwhile.
+/// Chunks held by a process that died mid-run are deleted by
+/// [`OutboxSink::discard_abandoned`].
 #[derive(Debug, Clone)]
 pub struct OutboxSink {
     store: Arc<dyn OutboxStore>,
     topic: String,
+    held: Arc<Mutex<HashMap<String, Vec<i64>>>>,
 }
 
 impl OutboxSink {
@@ -59,7 +80,17 @@ impl OutboxSink {
         if topic.trim().is_empty() {
             return Err(Error::config("topic must be a non-empty string"));
         }
-        Ok(OutboxSink { store, topic })
+        Ok(OutboxSink {
+            store,
+            topic,
+            held: Arc::default(),
+        })
+    }
+
+    /// Deletes chunks held for more than `older_than` by runs that never ended (their process
+    /// died); returns how many.
+    pub async fn discard_abandoned(&self, older_than: chrono::Duration) -> Result<u64> {
+        self.store.discard_abandoned_held(older_than).await
     }
 
     /// The topic items are enqueued on.
@@ -81,16 +112,57 @@ impl Sink for OutboxSink {
             .get("run_id")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let mut item = NewItem::new(self.topic.clone(), chunk.payload().to_string());
-        if let Some(run_id) = run_id {
-            item.dedupe_key = Some(format!("{run_id}:{}", chunk.index));
-            item.trace_id = Some(run_id);
+        let index = chunk.index;
+        let mut item = NewItem::new(self.topic.clone(), chunk.into_payload());
+        if let Some(run_id) = &run_id {
+            item.dedupe_key = Some(format!("{run_id}:{index}"));
+            item.trace_id = Some(run_id.clone());
+            item.run_at = Some(held_run_at());
         }
-        self.store
+        let id = self
+            .store
             .enqueue(item)
             .await
-            .map(|_| ())
-            .map_err(classify_sink_error)
+            .map_err(classify_sink_error)?;
+        if let Some(run_id) = run_id {
+            self.held
+                .lock()
+                .expect("held ids lock")
+                .entry(run_id)
+                .or_default()
+                .push(id);
+        }
+        Ok(())
+    }
+
+    async fn finish_run(&self, run_id: &str, completed: bool) -> Result<()> {
+        let ids = self
+            .held
+            .lock()
+            .expect("held ids lock")
+            .remove(run_id)
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if completed {
+            let released = self.store.release_held(&ids).await;
+            if matches!(released, Ok(n) if n == ids.len() as u64) {
+                return Ok(());
+            }
+            // Whatever could not be released is never delivered.
+            let _ = self.store.discard_held(&ids).await;
+            return Err(match released {
+                Ok(n) => Error::IngestRejected(format!(
+                    "run {run_id}: only {n} of its {} held outbox items could be released (the others were removed meanwhile)",
+                    ids.len()
+                )),
+                Err(e) => e,
+            });
+        } else {
+            self.store.discard_held(&ids).await?;
+        }
+        Ok(())
     }
 
     fn max_chunk_bytes(&self) -> Option<usize> {
@@ -162,7 +234,7 @@ impl Sink for DryRunSink {
     async fn ingest(&self, chunk: Chunk) -> Result<()> {
         let path = self.file_for(&chunk);
         tokio::task::spawn_blocking(move || {
-            std::fs::write(&path, chunk.payload()).map_err(|e| {
+            std::fs::write(&path, chunk.payload().as_bytes()).map_err(|e| {
                 Error::IngestUnavailable(format!("cannot write {}: {e}", path.display()))
             })
         })

@@ -13,11 +13,46 @@ use tokio::sync::mpsc;
 /// Entities per batch used by the sources in this module.
 pub const DEFAULT_BATCH: usize = 256;
 
-/// A lazy, finite stream of encoded entities (JSON text, `run_id` already stamped).
+/// A batch of encoded entities, `run_id` already stamped: JSON text, or serialised protobuf
+/// messages (see [`super::protobuf`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Batch {
+    Json(Vec<String>),
+    Protobuf(Vec<Vec<u8>>),
+}
+
+impl Batch {
+    /// How many entities the batch holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Json(v) => v.len(),
+            Batch::Protobuf(v) => v.len(),
+        }
+    }
+
+    /// Whether the batch holds no entity.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<String>> for Batch {
+    fn from(entities: Vec<String>) -> Self {
+        Batch::Json(entities)
+    }
+}
+
+impl From<Vec<Vec<u8>>> for Batch {
+    fn from(entities: Vec<Vec<u8>>) -> Self {
+        Batch::Protobuf(entities)
+    }
+}
+
+/// A lazy, finite stream of encoded entities (`run_id` already stamped).
 #[async_trait]
 pub trait EntitySource: Send {
     /// The next batch (never empty), `None` at the end, or the error that broke the stream.
-    async fn next_batch(&mut self) -> Result<Option<Vec<String>>>;
+    async fn next_batch(&mut self) -> Result<Option<Batch>>;
 }
 
 /// Encoded entities from an iterator of `Result<String>`.
@@ -46,7 +81,7 @@ impl<I> EntitySource for IterSource<I>
 where
     I: Iterator<Item = Result<String>> + Send,
 {
-    async fn next_batch(&mut self) -> Result<Option<Vec<String>>> {
+    async fn next_batch(&mut self) -> Result<Option<Batch>> {
         if let Some(error) = self.pending.take() {
             return Err(error);
         }
@@ -65,7 +100,7 @@ where
                 break;
             }
         }
-        Ok((!out.is_empty()).then_some(out))
+        Ok((!out.is_empty()).then_some(Batch::Json(out)))
     }
 }
 
@@ -97,7 +132,7 @@ impl<I> EntitySource for ValueSource<I>
 where
     I: Iterator<Item = Result<Value>> + Send,
 {
-    async fn next_batch(&mut self) -> Result<Option<Vec<String>>> {
+    async fn next_batch(&mut self) -> Result<Option<Batch>> {
         if let Some(error) = self.pending.take() {
             return Err(error);
         }
@@ -121,12 +156,12 @@ where
                 break;
             }
         }
-        Ok((!out.is_empty()).then_some(out))
+        Ok((!out.is_empty()).then_some(Batch::Json(out)))
     }
 }
 
 enum Message {
-    Batch(Vec<String>),
+    Batch(Batch),
     Failed(Error),
     End,
 }
@@ -150,7 +185,8 @@ impl std::fmt::Debug for Message {
 impl BatchSender {
     /// Sends one batch, blocking while the run is `capacity` batches behind. Returns `false`
     /// when the run stopped reading (it failed): the producer should stop.
-    pub fn send_blocking(&self, batch: Vec<String>) -> bool {
+    pub fn send_blocking(&self, batch: impl Into<Batch>) -> bool {
+        let batch = batch.into();
         batch.is_empty() || self.tx.blocking_send(Message::Batch(batch)).is_ok()
     }
 
@@ -165,7 +201,8 @@ impl BatchSender {
     }
 
     /// Async twin of [`BatchSender::send_blocking`].
-    pub async fn send(&self, batch: Vec<String>) -> bool {
+    pub async fn send(&self, batch: impl Into<Batch>) -> bool {
+        let batch = batch.into();
         batch.is_empty() || self.tx.send(Message::Batch(batch)).await.is_ok()
     }
 
@@ -201,7 +238,7 @@ pub fn channel(capacity: usize) -> (BatchSender, ChannelSource) {
 
 #[async_trait]
 impl EntitySource for ChannelSource {
-    async fn next_batch(&mut self) -> Result<Option<Vec<String>>> {
+    async fn next_batch(&mut self) -> Result<Option<Batch>> {
         if self.ended {
             return Ok(None);
         }
@@ -234,12 +271,18 @@ mod tests {
     async fn channel_source_delivers_batches_then_ends() {
         let (tx, mut rx) = channel(2);
         let producer = std::thread::spawn(move || {
-            assert!(tx.send_blocking(vec!["1".into(), "2".into()]));
-            assert!(tx.send_blocking(vec!["3".into()]));
+            assert!(tx.send_blocking(vec!["1".to_string(), "2".to_string()]));
+            assert!(tx.send_blocking(vec!["3".to_string()]));
             tx.finish_blocking();
         });
-        assert_eq!(rx.next_batch().await.unwrap().unwrap(), vec!["1", "2"]);
-        assert_eq!(rx.next_batch().await.unwrap().unwrap(), vec!["3"]);
+        assert_eq!(
+            rx.next_batch().await.unwrap().unwrap(),
+            Batch::Json(vec!["1".into(), "2".into()])
+        );
+        assert_eq!(
+            rx.next_batch().await.unwrap().unwrap(),
+            Batch::Json(vec!["3".into()])
+        );
         assert!(rx.next_batch().await.unwrap().is_none());
         assert!(rx.next_batch().await.unwrap().is_none());
         producer.join().unwrap();
@@ -249,7 +292,7 @@ mod tests {
     async fn a_producer_that_vanishes_is_an_error_not_an_end() {
         let (tx, mut rx) = channel(2);
         std::thread::spawn(move || {
-            assert!(tx.send_blocking(vec!["1".into()]));
+            assert!(tx.send_blocking(vec!["1".to_string()]));
             drop(tx);
         })
         .join()
@@ -263,14 +306,16 @@ mod tests {
         let (tx, rx) = channel(1);
         drop(rx);
         assert!(tx.is_closed());
-        assert!(!tx.send(vec!["1".into()]).await);
+        assert!(!tx.send(vec!["1".to_string()]).await);
     }
 
     #[tokio::test]
     async fn value_source_stamps_run_id() {
         let values = vec![Ok(json!({"a": 1})), Ok(json!({"metadata": {"x": 1}}))];
         let mut src = ValueSource::new(values.into_iter(), "rid");
-        let batch = src.next_batch().await.unwrap().unwrap();
+        let Batch::Json(batch) = src.next_batch().await.unwrap().unwrap() else {
+            panic!("JSON expected")
+        };
         assert_eq!(batch[0], r#"{"a":1,"metadata":{"run_id":"rid"}}"#);
         assert_eq!(batch[1], r#"{"metadata":{"x":1,"run_id":"rid"}}"#);
         assert!(src.next_batch().await.unwrap().is_none());

@@ -5,11 +5,11 @@
 //! first, at most `max_runs_per_policy` kept per policy.
 
 use super::run::{Run, RunSource, RunStatus, new_run_id};
-use super::run_store::{RunStore, check_finish, check_max_runs};
+use super::run_store::{RUN_LEASE, RunStore, check_finish, check_max_runs, expired_reason};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::state::{
-    Invocation, InvocationStatus, WorkflowIdentity, WriteBehind, truncate_to_micros,
+    Invocation, InvocationStatus, ValueKind, WorkflowIdentity, WriteBehind, truncate_to_micros,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -310,4 +310,66 @@ impl RunStore for StateRunStore {
     async fn flush(&self) -> Result<()> {
         self.state.wait_for_all().await
     }
+
+    async fn renew_run_lease(&self, run_id: &str, until: DateTime<Utc>) -> Result<()> {
+        let invocation = self
+            .state
+            .get_invocation(run_id)
+            .await
+            .map_err(|e| not_found(run_id, e))?;
+        let expiry = until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        self.state
+            .set_workflow_value(
+                &invocation.task_id,
+                ValueKind::Data,
+                &lease_key(run_id),
+                Value::from(expiry).to_string(),
+            )
+            .await
+    }
+
+    async fn reap_expired_runs(&self, policy_id: &str, now: DateTime<Utc>) -> Result<Vec<Run>> {
+        let mut reaped = Vec::new();
+        for run in self.runs(policy_id).await? {
+            if run.status != RunStatus::Running {
+                continue;
+            }
+            let lease = self
+                .state
+                .get_workflow_value(&task_id(policy_id), ValueKind::Data, &lease_key(&run.id))
+                .await?;
+            let expires = match lease.as_deref().map(serde_json::from_str::<String>) {
+                Some(Ok(text)) => DateTime::parse_from_rfc3339(&text)
+                    .map_err(|e| corrupt(&run.id, "run lease", e))?
+                    .with_timezone(&Utc),
+                Some(Err(e)) => return Err(corrupt(&run.id, "run lease", e)),
+                // Recorded without a lease (an older version): one lease after its start.
+                None => run.created_at + chrono::Duration::from_std(RUN_LEASE).expect("fits"),
+            };
+            if expires >= now {
+                continue;
+            }
+            match self
+                .finish_run(
+                    &run.id,
+                    RunStatus::Failed,
+                    Some(expired_reason(expires)),
+                    run.entity_count,
+                    Map::new(),
+                )
+                .await
+            {
+                Ok(finished) => reaped.push(finished),
+                // Finished meanwhile by its owner or another reaper.
+                Err(Error::InvalidStatusTransition(_) | Error::NotFound(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(reaped)
+    }
+}
+
+/// The workflow value holding a run's lease expiry.
+fn lease_key(run_id: &str) -> String {
+    format!("run-lease:{run_id}")
 }

@@ -11,6 +11,7 @@
 pub mod memory;
 mod plan;
 pub mod postgres;
+pub mod pynenc;
 pub mod sqlite;
 mod store;
 mod write_behind;
@@ -408,6 +409,9 @@ impl AppInfo {
     /// Checks the info, naming the first bad field.
     pub fn validate(&self) -> Result<()> {
         non_empty("app_id", &self.app_id)?;
+        if let Some(module) = &self.module {
+            crate::validate::text("app info module", module, crate::validate::MAX_KEY_BYTES)?;
+        }
         let meta: serde_json::Value = parse_json("app info metadata", &self.metadata)?;
         if !meta.is_object() {
             return Err(Error::config(format!(
@@ -459,11 +463,9 @@ pub fn truncate_to_micros<Tz: chrono::TimeZone>(t: DateTime<Tz>) -> DateTime<Tz>
     t.with_nanosecond(micros_only).expect("valid nanosecond")
 }
 
+/// Checks an identifier the same way on every database (see [`crate::validate::key`]).
 pub(crate) fn non_empty(what: &str, value: &str) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(Error::config(format!("{what} must be a non-empty string")));
-    }
-    Ok(())
+    crate::validate::key(what, value)
 }
 
 /// Checks that `text` is JSON, naming `what` when it is not.

@@ -139,6 +139,11 @@ impl WriteOp {
                 ..
             } => {
                 super::non_empty("workflow_id", workflow_id)?;
+                crate::validate::text(
+                    &format!("workflow key {key:?}"),
+                    key,
+                    crate::validate::MAX_KEY_BYTES,
+                )?;
                 super::check_json(&format!("workflow value {key:?}"), value)
             }
             WriteOp::StoreAppInfo(info) => info.validate(),

@@ -3,6 +3,7 @@
 //! retries with backoff, dead-letters, lease extension, releasing unstarted items on stop, the
 //! in-worker reaper and LISTEN/NOTIFY wake-ups.
 
+mod lease_keeper;
 pub mod metrics;
 mod run_loop;
 
@@ -12,7 +13,6 @@ pub use run_loop::OutboxWorker;
 use crate::error::{Error, Result};
 use crate::outbox::{OutboxItem, RetryPolicy};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +24,12 @@ pub enum Outcome {
     /// The handler returned normally.
     Completed,
     /// The handler raised. `retryable: false` dead-letters at once; otherwise the item is retried
-    /// (at `retry_at`, else after the topic's backoff) until its attempts are used up.
+    /// (`retry_after` from the store clock's now, else after the topic's backoff) until its
+    /// attempts are used up.
     Failed {
         error: String,
         retryable: bool,
-        retry_at: Option<DateTime<Utc>>,
+        retry_after: Option<Duration>,
     },
     /// The worker was stopping before the handler started: the item goes back to `pending`.
     NotStarted,
@@ -40,7 +41,7 @@ impl Outcome {
         Outcome::Failed {
             error: error.into(),
             retryable: true,
-            retry_at: None,
+            retry_after: None,
         }
     }
 
@@ -49,7 +50,7 @@ impl Outcome {
         Outcome::Failed {
             error: error.into(),
             retryable: false,
-            retry_at: None,
+            retry_after: None,
         }
     }
 }
@@ -136,6 +137,11 @@ pub struct WorkerConfig {
     pub retry_by_topic: HashMap<String, RetryPolicy>,
     /// Retry policy for every other topic (`None`: the store's).
     pub retry: Option<RetryPolicy>,
+    /// A batch whose handler runs longer is given up on: its leases are no longer renewed, so
+    /// another worker may take its items (`None`: wait for ever).
+    pub handler_timeout: Option<Duration>,
+    /// After a stop, how long a running handler may still take before its batch is given up on.
+    pub stop_grace: Duration,
 }
 
 impl WorkerConfig {
@@ -152,14 +158,14 @@ impl WorkerConfig {
             exclude_topics: Vec::new(),
             retry_by_topic: HashMap::new(),
             retry: None,
+            handler_timeout: None,
+            stop_grace: Duration::from_secs(10),
         }
     }
 
     /// Checks the settings, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
-        if self.worker_id.trim().is_empty() {
-            return Err(Error::config("worker_id must be a non-empty string"));
-        }
+        crate::validate::key("worker_id", &self.worker_id)?;
         if self.batch_size < 1 {
             return Err(Error::config(format!(
                 "batch_size must be >= 1, got {}",
@@ -180,6 +186,17 @@ impl WorkerConfig {
                 "reaper_interval must be > 0 (or None to disable the reaper)",
             ));
         }
+        for (what, value) in [
+            ("poll_interval", Some(self.poll_interval)),
+            ("reaper_interval", self.reaper_interval),
+            ("handler_timeout", self.handler_timeout),
+            ("stop_grace", Some(self.stop_grace)),
+        ] {
+            if let Some(value) = value {
+                crate::validate::seconds(what, value.as_secs_f64(), true)?;
+            }
+        }
+        crate::validate::duration("reaper_stale_after", self.reaper_stale_after)?;
         for policy in self.retry_by_topic.values().chain(self.retry.iter()) {
             policy.validate()?;
         }
@@ -201,6 +218,9 @@ pub struct WorkerReport {
     pub released: u64,
     /// Items recovered by the in-worker reaper.
     pub reaped: u64,
+    /// Items whose handler ran past `handler_timeout` (or `stop_grace` after a stop): their
+    /// leases were let go unacknowledged.
+    pub abandoned: u64,
 }
 
 impl WorkerReport {
@@ -211,5 +231,6 @@ impl WorkerReport {
         self.failed += other.failed;
         self.released += other.released;
         self.reaped += other.reaped;
+        self.abandoned += other.abandoned;
     }
 }

@@ -1,11 +1,16 @@
 //! The claim → handle → acknowledge loop.
 
+use super::lease_keeper::{LeaseKeeper, keep_alive};
 use super::{
     BatchHandler, Outcome, Settled, SettledItem, StopFlag, WorkerConfig, WorkerMetrics,
     WorkerReport,
 };
 use crate::error::{Error, Result};
-use crate::outbox::{ClaimFilter, OutboxItem, OutboxStatus, OutboxStore, RetryPolicy};
+use crate::outbox::claim_stream::ClaimStream;
+use crate::outbox::retry::retry_at_after;
+use crate::outbox::{
+    ClaimFilter, FailureDecision, OutboxItem, OutboxStatus, OutboxStore, RetryPolicy,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +31,7 @@ struct Shared {
     metrics: Arc<WorkerMetrics>,
     stop: StopFlag,
     stopping: Notify,
+    leases: Arc<LeaseKeeper>,
 }
 
 impl std::fmt::Debug for OutboxWorker {
@@ -57,6 +63,7 @@ impl OutboxWorker {
                 metrics: Arc::new(WorkerMetrics::default()),
                 stop: StopFlag::default(),
                 stopping: Notify::new(),
+                leases: Arc::new(LeaseKeeper::default()),
             }),
         })
     }
@@ -118,6 +125,12 @@ impl OutboxWorker {
                 reaped.clone(),
             ))
         });
+        let lease_keeper = tokio::spawn(keep_alive(
+            self.shared.leases.clone(),
+            self.shared.store.clone(),
+            self.shared.config.worker_id.clone(),
+            self.shared.config.handler_timeout,
+        ));
         let mut report = WorkerReport::default();
         let mut first_error = None;
         while let Some(joined) = lanes.join_next().await {
@@ -136,6 +149,8 @@ impl OutboxWorker {
             reaper.abort();
             let _ = reaper.await;
         }
+        lease_keeper.abort();
+        let _ = lease_keeper.await;
         report.reaped = reaped.load(Ordering::SeqCst);
         match first_error {
             Some(err) => Err(err),
@@ -152,6 +167,7 @@ async fn claim(shared: Arc<Shared>) -> Result<Vec<OutboxItem>> {
         .store
         .claim(&config.worker_id, config.batch_size, &shared.claim_filter)
         .await?;
+    shared.leases.hold(items.iter().map(|i| i.id));
     let topics: Vec<&str> = items.iter().map(|i| i.topic.as_str()).collect();
     shared.metrics.record_claim(started.elapsed(), &topics);
     Ok(items)
@@ -162,7 +178,8 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
     let config = &shared.config;
     let work = shared.store.work_signal().await?;
     let mut report = WorkerReport::default();
-    let mut prefetched: Option<tokio::task::JoinHandle<Result<Vec<OutboxItem>>>> = None;
+    let claimer = shared.clone();
+    let mut stream = ClaimStream::new(Arc::new(move || Box::pin(claim(claimer.clone()))));
     let outcome = loop {
         if shared.stop.is_set() {
             break Ok(());
@@ -172,14 +189,7 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
         tokio::pin!(work_arrived, stopping);
         work_arrived.as_mut().enable();
         stopping.as_mut().enable();
-        let was_prefetched = prefetched.is_some();
-        let claimed = match prefetched.take() {
-            Some(handle) => handle
-                .await
-                .unwrap_or_else(|e| Err(Error::Store(format!("claim task failed: {e}")))),
-            None => claim(shared.clone()).await,
-        };
-        let items = match claimed {
+        let items = match stream.next().await {
             Ok(items) => items,
             Err(err) if until_empty => break Err(err),
             Err(err) => {
@@ -189,9 +199,6 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
             }
         };
         if items.is_empty() {
-            if was_prefetched {
-                continue; // claimed before the last batch settled: look again before idling
-            }
             if until_empty {
                 break Ok(());
             }
@@ -203,7 +210,7 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
             continue;
         }
         if !shared.stop.is_set() {
-            prefetched = Some(tokio::spawn(claim(shared.clone())));
+            stream.claim_ahead();
         }
         let span =
             tracing::info_span!("outbox.batch", worker = %config.worker_id, items = items.len());
@@ -215,10 +222,10 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
             }
         }
     };
-    if let Some(handle) = prefetched
-        && let Ok(Ok(items)) = handle.await
-    {
-        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+    let ahead = stream.close().await;
+    if !ahead.is_empty() {
+        let ids: Vec<i64> = ahead.iter().map(|i| i.id).collect();
+        shared.leases.let_go(&ids);
         // Claimed ahead and never handed to a handler: give it back. Not counted as released
         // in the report, which counts items whose handling the stop interrupted.
         if let Err(err) = shared.store.release(&ids, &config.worker_id).await {
@@ -252,29 +259,6 @@ async fn reap_periodically(shared: Arc<Shared>, every: Duration, reaped: Arc<Ato
     }
 }
 
-/// Extends the leases of `ids` every half lease until aborted.
-fn keep_leases(shared: &Arc<Shared>, ids: Vec<i64>) -> tokio::task::JoinHandle<()> {
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let half = (shared.store.config().lease / 2)
-            .to_std()
-            .unwrap_or(Duration::from_secs(1));
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
-        loop {
-            ticks.tick().await;
-            for id in &ids {
-                if let Err(err) = shared
-                    .store
-                    .extend_lease(*id, &shared.config.worker_id, None)
-                    .await
-                {
-                    tracing::debug!(target: "headrace.worker", item = id, %err, "lease not extended");
-                }
-            }
-        }
-    })
-}
-
 fn retry_policy<'a>(shared: &'a Shared, topic: &str) -> (&'a RetryPolicy, bool) {
     match shared.config.retry_by_topic.get(topic) {
         Some(policy) => (policy, true),
@@ -290,15 +274,77 @@ fn retry_policy<'a>(shared: &'a Shared, topic: &str) -> (&'a RetryPolicy, bool) 
 }
 
 async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<WorkerReport> {
-    let worker_id = &shared.config.worker_id;
-    let lease_keeper = keep_leases(shared, items.iter().map(|i| i.id).collect());
+    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+    shared.leases.handing_over(&ids);
     let started = Instant::now();
-    let mut outcomes = shared
-        .handler
-        .handle(items.clone(), shared.stop.clone())
-        .await;
-    let handler_elapsed = started.elapsed();
-    lease_keeper.abort();
+    let handler = shared.handler.clone();
+    let (batch, stop) = (items.clone(), shared.stop.clone());
+    let mut handling = tokio::spawn(async move { handler.handle(batch, stop).await });
+    let outcomes = tokio::select! {
+        joined = &mut handling => joined.unwrap_or_else(|e| {
+            vec![Outcome::retry(format!("the handler task failed: {e}")); items.len()]
+        }),
+        reason = give_up(shared) => {
+            // Stop renewing: the leases lapse and another worker may take the items. If the
+            // handler ever returns, its acknowledgements are tried (and refused with LeaseLost
+            // for items taken meanwhile).
+            shared.leases.let_go(&ids);
+            tracing::warn!(target: "headrace.worker", worker = %shared.config.worker_id, items = ?ids, "{reason}: the batch's leases are let go");
+            let late = shared.clone();
+            tokio::spawn(async move {
+                if let Ok(outcomes) = handling.await {
+                    let elapsed = started.elapsed();
+                    if let Err(err) = settle_batch(&late, items, outcomes, elapsed).await {
+                        tracing::warn!(target: "headrace.worker", %err, "late acknowledgement of an abandoned batch refused");
+                    }
+                }
+            });
+            return Ok(WorkerReport {
+                abandoned: ids.len() as u64,
+                ..WorkerReport::default()
+            });
+        }
+    };
+    let result = settle_batch(shared, items, outcomes, started.elapsed()).await;
+    shared.leases.let_go(&ids);
+    result
+}
+
+/// Resolves once the batch's handler should be given up on: it ran past `handler_timeout`, or
+/// the worker was asked to stop and `stop_grace` passed since.
+async fn give_up(shared: &Shared) -> &'static str {
+    let timed_out = async {
+        match shared.config.handler_timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stopped = async {
+        loop {
+            let stopping = shared.stopping.notified();
+            tokio::pin!(stopping);
+            stopping.as_mut().enable();
+            if shared.stop.is_set() {
+                break;
+            }
+            stopping.await;
+        }
+        tokio::time::sleep(shared.config.stop_grace).await;
+    };
+    tokio::select! {
+        _ = timed_out => "the handler ran past handler_timeout",
+        _ = stopped => "the worker is stopping and the handler ran past stop_grace",
+    }
+}
+
+/// Acknowledges, retries, dead-letters or releases each item by its outcome.
+async fn settle_batch(
+    shared: &Arc<Shared>,
+    items: Vec<OutboxItem>,
+    mut outcomes: Vec<Outcome>,
+    handler_elapsed: Duration,
+) -> Result<WorkerReport> {
+    let worker_id = &shared.config.worker_id;
     if outcomes.len() != items.len() {
         let message = format!(
             "the handler returned {} outcomes for {} items",
@@ -327,12 +373,15 @@ async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<W
             Outcome::Failed {
                 error,
                 retryable,
-                retry_at,
-            } => {
-                let settled =
-                    settle_failure(shared, &item, &error, retryable, retry_at, now).await?;
-                (settled, Some(error))
-            }
+                retry_after,
+            } => match settle_failure(shared, &item, &error, retryable, retry_after, now).await {
+                Ok(settled) => (settled, Some(error)),
+                Err(err @ (Error::LeaseLost { .. } | Error::NotFound(_))) => {
+                    tracing::warn!(target: "headrace.worker", item = item.id, %err, "failure not recorded: the lease was lost");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            },
         };
         match settled {
             Settled::Completed => report.completed += 1,
@@ -347,10 +396,13 @@ async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<W
         });
     }
     report.processed = report.completed + report.retried + report.failed;
-    shared
-        .store
-        .mark_success_many(&completed, worker_id)
-        .await?;
+    match shared.store.mark_success_many(&completed, worker_id).await {
+        // The items still leased were acknowledged; the others ran after their lease lapsed.
+        Err(err @ Error::LeaseLost { .. }) => {
+            tracing::warn!(target: "headrace.worker", %err, "some completions were refused")
+        }
+        other => other?,
+    }
     shared.store.release(&unstarted, worker_id).await?;
     let counted: Vec<(&str, Settled)> = results
         .iter()
@@ -367,7 +419,7 @@ async fn settle_failure(
     item: &OutboxItem,
     error: &str,
     retryable: bool,
-    retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    retry_after: Option<std::time::Duration>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Settled> {
     let worker_id = &shared.config.worker_id;
@@ -377,11 +429,14 @@ async fn settle_failure(
     } else {
         item.max_attempts
     };
-    if !retryable || item.attempts >= limit {
-        shared.store.mark_failed(item.id, worker_id, error).await?;
-        return Ok(Settled::Failed);
-    }
-    let at = retry_at.unwrap_or_else(|| now + policy.delay(item.attempts));
+    let retry_at = retry_after.and_then(|after| retry_at_after(now, after));
+    let at = match policy.decide(item.attempts, limit, retryable, retry_at, now) {
+        FailureDecision::Retry { at } => at,
+        FailureDecision::DeadLetter => {
+            shared.store.mark_failed(item.id, worker_id, error).await?;
+            return Ok(Settled::Failed);
+        }
+    };
     Ok(
         match shared
             .store

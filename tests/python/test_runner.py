@@ -157,7 +157,8 @@ def test_run_now_is_manual_and_runs_share_the_policy_object(modules) -> None:
 
 
 def test_policy_config_and_scope_attribute_access() -> None:
-    policy = Policy(config=Config("pkg", schedule="* * * * *", token="t", depth=3), scope={"site": "a"})
+    # orb-worker's pydantic models (headrace.orb.models): extra config keys are attributes.
+    policy = Policy(config=Config(package="pkg", schedule="* * * * *", token="t", depth=3), scope={"site": "a"})
     assert policy.config.package == "pkg"
     assert policy.config.schedule == "* * * * *"
     assert policy.config.token == "t" and policy.config.depth == 3
@@ -166,16 +167,18 @@ def test_policy_config_and_scope_attribute_access() -> None:
     assert policy.scope == {"site": "a"}
     with pytest.raises(AttributeError):
         _ = policy.config.nope
-    from_dict = Policy(config={"package": "pkg", "token": "t"})
+    from_dict = Policy(config={"package": "pkg", "token": "t"}, scope=None)
     assert from_dict.config.token == "t" and from_dict.config.schedule is None and from_dict.scope is None
     assert from_dict.model_dump() == {
         "config": {"package": "pkg", "schedule": None, "token": "t"},
         "scope": None,
     }
+    with pytest.raises(ValueError, match="scope"):
+        Policy(config={"package": "pkg"})
     meta = Metadata(name="n", app_name="a", app_version="1")
     assert meta == Metadata("n", "a", "1") and meta.description is None
-    with pytest.raises(ConfigError):
-        Metadata(name="", app_name="a", app_version="1")
+    with pytest.raises(ValueError):
+        Metadata(name="n", app_name="a")
 
 
 # --------------------------------------------------------------------------- legacy backends
@@ -209,9 +212,9 @@ def test_legacy_backend_loads_through_the_setup_fallback_and_logs_it(modules, ca
     assert len(fallback) == 1 and "Legacy" in fallback[0].getMessage()
     assert "legacy fallback" in fallback[0].getMessage()
     instances = sys.modules[name].INSTANCES
-    # One throwaway instance for the metadata, then the real one, constructed bare.
-    assert len(instances) == 2
-    real = instances[1]
+    # Constructed bare once; setup() ran on the instance that is scheduled (orb-worker 1.16).
+    assert len(instances) == 1
+    real = instances[0]
     assert callable(real.ingest_callback) and real.ingest_sink is not None
     run = m.run_now("p")
     assert (run.status, run.entity_count, run.metadata["app_name"]) == ("completed", 2, "old-app")
@@ -321,7 +324,7 @@ def test_base_class_contract() -> None:
     b = Backend(ingest_callback=print, future_option=1)
     assert b.ingest_callback is print and b.ingest_sink is None
     with pytest.raises(NotImplementedError, match="run"):
-        b.run("p", Policy(config=Config("x")))
+        b.run("p", Policy(config=Config(package="x"), scope=None))
 
     class Bare(Backend):
         def __init__(self) -> None:
@@ -454,9 +457,10 @@ def _callback_for(modules, sink: Any) -> tuple[PolicyManager, Any, Any]:
 
 def test_callback_takes_exactly_one_of_entities_or_error(modules) -> None:
     m, callback, _ = _callback_for(modules, ListSink())
-    with pytest.raises(ValueError, match="exactly one"):
+    # orb-worker's contract: both or neither is a TypeError; entities may be positional.
+    with pytest.raises(TypeError, match="exactly one"):
         callback()
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(TypeError, match="exactly one"):
         callback(entities=[{"a": 1}], error=RuntimeError("x"))
     assert m.runs("p") == []
     callback(entities=[])  # empty is still "entities"
@@ -501,9 +505,11 @@ def test_callback_maps_sink_failures(modules, raised: BaseException, expected: t
     assert str(raised) in str(info.value)
     run = m.runs("p")[0]
     assert (run.source, run.status) == ("callback", "failed") and str(raised) in run.reason
-    # The ingest_sink protocol records the same failure but never raises.
-    result = ingest_sink.ingest([{"name": "y"}])
-    assert result.status == "failed" and str(raised) in result.reason
+    # The ingest_sink protocol records the same failure, then raises it (as orb-worker 1.16).
+    with pytest.raises(expected):
+        ingest_sink.ingest([{"name": "y"}])
+    failed = m.runs("p")[0]
+    assert failed.status == "failed" and str(raised) in failed.reason
     m.stop()
 
 
@@ -738,6 +744,42 @@ def test_stop_waits_for_runs_in_flight_up_to_its_timeout(modules) -> None:
     module.GATE.set()
     assert m.stop(10) is True
     assert m.runs("p")[0].status == "completed"
+
+
+def test_ctrl_c_interrupts_a_long_blocking_wait(modules) -> None:
+    """stop(), wait_idle() and the store calls wait with the GIL released yet honour Ctrl-C."""
+    import _thread
+    import signal
+    import threading
+    import time
+
+    name = modules(BLOCKING)
+    module = __import__(name)
+    m = manager()
+    m.start_policies(policies(name))
+    assert module.STARTED.wait(10)
+    interrupted = threading.Event()
+
+    def press_ctrl_c() -> None:  # again every 2 s, in case one lands before the wait begins
+        while not interrupted.wait(0.3):
+            _thread.interrupt_main()
+            if interrupted.wait(2):
+                return
+
+    # Python's own Ctrl-C handler, also when this runs in the background where the shell
+    # started Python with SIGINT ignored (as CI may).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            threading.Thread(target=press_ctrl_c, daemon=True).start()
+            m.wait_idle(30)
+    finally:
+        interrupted.set()
+        signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - started < 10, "the wait ran on instead of raising KeyboardInterrupt"
+    module.GATE.set()
+    assert m.stop(10) is True
 
 
 def test_delete_policy(modules) -> None:

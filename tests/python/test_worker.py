@@ -292,7 +292,14 @@ def test_with_a_state_backend_every_dispatch_is_an_invocation(sqlite_url: str) -
     state.wait_for_all_async_operations()
 
     def invocation(item_id: int) -> Invocation:
-        return state.get_invocation(f"outbox-item-{item_id}-attempt-1")
+        runs = [
+            inv
+            for task in ("outbox:t", "outbox:unknown")
+            for inv in state.get_invocations_by_task(task)
+            if inv.invocation_id.startswith(f"outbox-item-{item_id}-attempt-1-claim-")
+        ]
+        assert len(runs) == 1, runs
+        return runs[0]
 
     assert [h.status for h in state.get_history(invocation(ok))] == ["running", "success"]
     assert state.get_result(invocation(ok)) == {"double": 2}

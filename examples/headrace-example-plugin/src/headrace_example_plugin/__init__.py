@@ -1,0 +1,1 @@
+"""An example headrace plugin package (see the README)."""

@@ -1,0 +1,33 @@
+"""Fixtures of the orb-worker drop-in tests: our orb-shaped backends importable, headrace's
+``worker`` modules installed, a recording Diode server, fresh databases (SQLite, and
+PostgreSQL when ``HEADRACE_TEST_PG_URL`` is set; always under ``CI=true``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from diode_server import RecordingDiode
+from orb_helpers import fresh_pg_url
+
+from headrace.orb import install_worker_modules
+
+install_worker_modules()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'headrace.db'}"
+    return fresh_pg_url()
+
+
+@pytest.fixture
+def diode() -> Iterator[RecordingDiode]:
+    with RecordingDiode() as server:
+        yield server
