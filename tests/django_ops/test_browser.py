@@ -136,7 +136,10 @@ def test_operate_from_the_admin(browser: Any, live_server: Any, committed: Any) 
             "the running worker to pick up the edit",
         )
         browser.find_element(By.CSS_SELECTOR, "tr[data-policy=inventory] input.headrace-run-now").click()
-        _wait(lambda: bool(policies.runs("inventory", 1)), "the worker to run the policy")
+        _wait(
+            lambda: [str(r.status) for r in policies.runs("inventory", 1)] == ["completed"],
+            "the worker to finish running the policy",
+        )
         browser.get(live_server.url + "/admin/headrace/policy/inventory/runs/")
         run_row = browser.find_element(By.CSS_SELECTOR, "#headrace-runs tbody tr").text
         assert "completed" in run_row and "manual" in run_row and " 4 " in f" {run_row} "

@@ -173,7 +173,8 @@ def test_a_running_worker_picks_up_an_admin_edit(operator: Client, store: Django
         operator.post(URL + "p1/change/", {"mode": "yaml", "document": DOC.replace("0 3", "0 5"), "enabled": "on"})
         _wait(lambda: _schedule(worker.manager, "p1") == "0 5 * * *", "the worker to apply the edit")
         operator.post(URL + "p1/run-now/")
-        _wait(lambda: bool(store.runs("p1", 5)), "the worker to run p1 now")
+        # The run is recorded "running" before its entities move: wait for it to finish.
+        _wait(lambda: [str(r.status) for r in store.runs("p1", 5)] == ["completed"], "the worker to run p1 now")
         run = store.runs("p1", 5)[0]
         assert (str(run.source), run.entity_count) == ("manual", 2)
         operator.post(URL + "p1/disable/")
