@@ -134,6 +134,7 @@ class PluginRegistry:
         key_of: Callable[[type[Any]], str] | None = None,
         check: Callable[[type[Any]], None] | None = None,
         builtins: Callable[[], Iterable[type[Any]]] | None = None,
+        resolve: Callable[[Any, str], Any] | None = None,
     ) -> None:
         self.kind = kind
         self.group = group
@@ -142,6 +143,9 @@ class PluginRegistry:
         self._key_of = key_of or (lambda cls: str(getattr(cls, "key", "") or ""))
         self._check = check
         self._builtins = builtins
+        #: Turns what an entry point loads (a module, say) into the plugin class; raises
+        #: ``ConfigError`` naming what is wrong.
+        self._resolve = resolve
         self._settings_paths: list[str] | None = None
         self._loaded_paths: list[str] = []
         self._registered: dict[str, PluginInfo] = {}
@@ -337,6 +341,15 @@ class PluginRegistry:
                 )
                 log.warning("%s plugin %r (%s) failed to import: %s", self.kind, key, candidate.target, exc)
                 continue
+            if self._resolve is not None:
+                try:
+                    cls = self._resolve(cls, f"{self.kind} plugin {key!r} ({candidate.target})")
+                except ConfigError as exc:
+                    self._problems.append(
+                        PluginProblem(self.kind, key, origin, candidate.target, "not_subclass", str(exc))
+                    )
+                    log.warning("%s plugin %r (%s) skipped: %s", self.kind, key, candidate.target, exc)
+                    continue
             problem = self._validate(cls)
             if problem is not None:
                 self._problems.append(PluginProblem(self.kind, key, origin, candidate.target, *problem))
@@ -359,6 +372,14 @@ def _backend_bases() -> tuple[type[Any], ...]:
     from headrace.backend import Backend
 
     return (Backend,)
+
+
+def _backend_class(loaded: Any, where: str) -> Any:
+    """A backend entry point may name a module, as a policy's ``config.package`` may: the
+    runner's rule picks its Backend subclass."""
+    from headrace.runner import backend_class_in
+
+    return backend_class_in(loaded, where)
 
 
 def _connector_bases() -> tuple[type[Any], ...]:
@@ -461,7 +482,7 @@ class IntegrationRegistry(PluginRegistry):
 INTEGRATIONS = IntegrationRegistry()
 
 KINDS: dict[str, PluginRegistry] = {
-    "backends": PluginRegistry("backends", "headrace.backends", "BACKENDS", _backend_bases),
+    "backends": PluginRegistry("backends", "headrace.backends", "BACKENDS", _backend_bases, resolve=_backend_class),
     "connectors": PluginRegistry(
         "connectors",
         "headrace.connectors",

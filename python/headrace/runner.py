@@ -132,7 +132,9 @@ class RunSource(str, Enum):
         return self.value
 
 
-def _backend_in(obj: Any, where: str) -> type[Backend]:
+def backend_class_in(obj: Any, where: str) -> type[Backend]:
+    """The Backend subclass ``obj`` names: the class itself, or the first one a module defines
+    (one it imports otherwise); a ``ConfigError`` starting with ``where`` if there is none."""
     if isinstance(obj, type):
         if issubclass(obj, Backend) and obj is not Backend:
             return obj
@@ -177,7 +179,7 @@ def find_backend_class(package: str) -> type[Backend]:
                 target = getattr(target, part)
         except Exception as exc:
             raise ConfigError(f"cannot load {where}: {describe(exc)}") from exc
-        return _backend_in(target, where)
+        return backend_class_in(target, where)
     entry_point = plugin_registry("backends").entry_point(package)
     if entry_point is not None:
         where = f"entry point {package!r} ({entry_point.value}) of group {ENTRY_POINT_GROUP!r}"
@@ -185,14 +187,14 @@ def find_backend_class(package: str) -> type[Backend]:
             loaded = entry_point.load()
         except Exception as exc:
             raise ConfigError(f"cannot load backend {where}: {describe(exc)}") from exc
-        return _backend_in(loaded, where)
+        return backend_class_in(loaded, where)
     try:
         module = importlib.import_module(package)
     except Exception as exc:
         raise ConfigError(
             f"cannot load backend package {package!r}: importing module {package!r} failed: {describe(exc)}"
         ) from exc
-    return _backend_in(module, f"backend package {package!r}")
+    return backend_class_in(module, f"backend package {package!r}")
 
 
 def _defined_by(cls: type, name: str) -> tuple[Any, type | None]:

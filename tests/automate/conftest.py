@@ -6,39 +6,20 @@ server and fail (never skip) when it is unreachable.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from headrace.testing.postgres import fresh_pg_url as _fresh_pg_url
+
 pytest_plugins = ["headrace.testing.fixtures", "pytester"]
-
-CI_PG_URL = "postgres://postgres@127.0.0.1:5432/test"
-
-
-def pg_admin_url() -> str | None:
-    url = os.environ.get("HEADRACE_TEST_PG_URL")
-    if url:
-        return url
-    if os.environ.get("CI") == "true":
-        return CI_PG_URL
-    return None
 
 
 def fresh_pg_url() -> str:
-    admin = pg_admin_url()
-    if admin is None:
-        pytest.skip("PostgreSQL tests need HEADRACE_TEST_PG_URL (they always run under CI=true)")
-    import psycopg
-
-    schema = f"headrace_automate_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in admin else "?"
-    return f"{admin}{sep}options=-c%20search_path%3D{schema}"
+    """A URL on a new, empty PostgreSQL schema (skips only outside CI without a server)."""
+    return _fresh_pg_url("headrace_automate")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

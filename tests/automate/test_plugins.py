@@ -80,16 +80,16 @@ def test_two_settings_entries_with_one_key_conflict() -> None:
         connectors.get("recorder")
 
 
-def _fake_distribution(root: Path, name: str, entry: str) -> None:
+def _fake_distribution(root: Path, name: str, entry: str, group: str = "headrace.connectors") -> None:
     info = root / f"{name}-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[headrace.connectors]\ndup_key = {entry}\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
 
 
 def test_two_entry_points_with_one_key_conflict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_distribution(tmp_path, "fake_one", "automate_helpers:Recorder")
-    _fake_distribution(tmp_path, "fake_two", "automate_helpers:SecondRecorder")
+    _fake_distribution(tmp_path, "fake_one", "dup_key = automate_helpers:Recorder")
+    _fake_distribution(tmp_path, "fake_two", "dup_key = automate_helpers:SecondRecorder")
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     connectors = plugins.registry("connectors")
@@ -101,6 +101,31 @@ def test_two_entry_points_with_one_key_conflict(tmp_path: Path, monkeypatch: pyt
     importlib.invalidate_caches()
     connectors.reload()
     assert not [c for c in connectors.conflicts if c.key == "dup_key"], "reload reflects removed plugins"
+
+
+def test_a_backend_entry_point_may_name_a_module_as_the_runner_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headrace_example_plugin.backends import ExampleInventory
+
+    from headrace.runner import find_backend_class
+
+    entries = "module_backend = headrace_example_plugin.backends\nno_backend = json"
+    _fake_distribution(tmp_path, "fake_backends", entries, group="headrace.backends")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    backends = plugins.registry("backends")
+    backends.reload()
+    try:
+        # The registry and the runner apply one rule: a module stands for its Backend subclass.
+        assert backends.get("module_backend") is ExampleInventory is find_backend_class("module_backend")
+        [problem] = [p for p in backends.problems if p.key == "no_backend"]
+        assert problem.problem == "not_subclass" and "defines no Backend subclass" in problem.reason
+        assert "no_backend" not in backends
+    finally:
+        monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+        importlib.invalidate_caches()
+        backends.reload()
 
 
 @pytest.mark.parametrize("kind", sorted(plugins.KINDS))
