@@ -35,6 +35,7 @@ __all__ = [
     "OutboxStore",
     "Policy",
     "PolicyManager",
+    "ProtoJson",
     "PynencStore",
     "RetryPolicy",
     "Run",
@@ -798,6 +799,20 @@ class TemplateRenderer:
 def resolve_env_references(document_json: str) -> str:
     """The JSON document with every ``${VAR}`` resolved from the environment, as JSON;
     ``ConfigError`` naming each unset variable."""
+
+_ProtoJsonField = tuple[int, str, str, int, str, bool, bool, int, bool]
+
+@final
+class ProtoJson:
+    """Renders a chunk's serialised entities as the diode SDK's dry-run client prints them."""
+
+    def __new__(
+        cls,
+        messages: Sequence[tuple[str, Sequence[_ProtoJsonField]]],
+        enums: Sequence[tuple[bool, Sequence[tuple[int, str]]]],
+        root: int,
+    ) -> ProtoJson: ...
+    def entities_json(self, body: bytes, level: int) -> str | None: ...
 
 # -- headrace.pynenc (issue #15) --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ pub mod executor;
 pub mod manager;
 pub mod metrics;
 pub mod protobuf;
+pub mod protojson;
 pub mod run;
 pub mod run_store;
 pub mod schedule;

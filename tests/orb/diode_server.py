@@ -39,6 +39,8 @@ class _Ingester(ingester_pb2_grpc.IngesterServiceServicer):
             behaviour = self.server.fail_next.pop(0) if self.server.fail_next else None
         if behaviour == "unavailable":
             context.abort(grpc.StatusCode.UNAVAILABLE, "diode is restarting")
+        if behaviour == "unauthenticated":
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "the token expired")
         if behaviour == "reject":
             return ingester_pb2.IngestResponse(errors=["entity rejected by the test server"])
         return ingester_pb2.IngestResponse()

@@ -75,6 +75,26 @@ def test_diode_entities_reach_diode_with_the_run_id_in_each_entitys_metadata(dio
     assert entities[5].device.serial == "SN00000005"
 
 
+def test_an_expired_token_is_renewed_and_the_chunk_still_delivered(diode) -> None:
+    """Chunks go out as bytes on the SDK client's channel; an UNAUTHENTICATED answer hands the
+    chunk to the SDK's ``ingest()``, which renews the token and sends it."""
+    sink = DiodeSink(diode.target, "client", "secret")
+    manager = PolicyManager(sink=sink)
+    try:
+        manager.start_policies(policies(devices=3), schedule=False)
+        diode.fail_next.extend(["unauthenticated", "unauthenticated"])
+        run = manager.run_now("p")
+    finally:
+        manager.stop()
+        sink.close()
+    assert (run.status, run.entity_count) == ("completed", 3)
+    assert diode.token_requests == 2, "one token at connection, one renewed after UNAUTHENTICATED"
+    # The raw send, the SDK's send with the old token, the SDK's send with the new one.
+    assert [len(r.request.entities) for r in diode.requests] == [3, 3, 3]
+    assert [r.metadata["authorization"] for r in diode.requests] == ["Bearer test-token"] * 3
+    assert [e.device.metadata["run_id"] for e in diode.requests[2].request.entities] == [run.id] * 3
+
+
 def test_chunks_are_bounded_by_the_exact_request_size_and_greedy(diode) -> None:
     sink = DiodeSink(diode.target, "client", "secret")
     manager = PolicyManager(sink=sink, chunk_bytes=64 * 1024)

@@ -96,6 +96,7 @@ class DiodeSink:
         self.dry_run = dry_run
         self.dry_run_output_dir = resolve_env_value(dry_run_output_dir, "dry_run_output_dir")
         self._clients: dict[tuple[str, str], Any] = {}
+        self._raw_calls: dict[int, Any] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -144,6 +145,7 @@ class DiodeSink:
         """Closes every client's channel."""
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
+            self._raw_calls.clear()
         for client in clients:
             close = getattr(client, "close", None)
             if callable(close):
@@ -165,10 +167,13 @@ class DiodeSink:
         """Bytes of the request this sink's client builds around the entities of a run with
         ``metadata``: stream, a request id, SDK and producer names and versions, and the request
         metadata (exact for the gRPC and dry-run clients)."""
+        return int(self._envelope(self._client_for(metadata), metadata).ByteSize())
+
+    def _envelope(self, client: Any, metadata: Mapping[str, Any]) -> Any:
+        """The request the client builds around a chunk, without its entities."""
         from netboxlabs.diode.sdk.diode.v1 import ingester_pb2
         from netboxlabs.diode.sdk.ingester import convert_dict_to_struct
 
-        client = self._client_for(metadata)
         request = ingester_pb2.IngestRequest(
             stream=_DEFAULT_STREAM,
             id=str(uuid.uuid4()),
@@ -179,14 +184,66 @@ class DiodeSink:
         if not self.dry_run:
             request.producer_app_version = str(getattr(client, "app_version", "") or "")
         request.metadata.CopyFrom(convert_dict_to_struct(self.request_metadata(metadata)))
-        return int(request.ByteSize())
+        return request
 
     def ingest_protobuf(self, entities: bytes, *, metadata: Mapping[str, Any]) -> None:
-        """Sends one chunk of serialised entities (an ``IngestRequest`` holding only them)."""
+        """Sends one chunk of serialised entities (an ``IngestRequest`` holding only them).
+
+        In dry-run mode the chunk is printed from its bytes by the core (:func:`_dry_run_text`):
+        the same text the SDK's dry-run client writes, without building and walking the
+        messages in Python."""
         from netboxlabs.diode.sdk.diode.v1 import ingester_pb2
 
+        if self.dry_run:
+            client = self._client_for(metadata)
+            text = _dry_run_text(client, entities, self.request_metadata(metadata))
+            if text is not None:
+                _dry_run_write(client, text)
+                return
+        elif self._send_raw(entities, metadata):
+            return
         request = ingester_pb2.IngestRequest.FromString(entities)
         self._send(request.entities, metadata)
+
+    def _send_raw(self, entities: bytes, metadata: Mapping[str, Any]) -> bool:
+        """Sends a chunk to Diode as bytes: the request's own fields serialised by protobuf,
+        the entities as the core framed them (a parser reads the concatenation as one
+        ``IngestRequest``), on the SDK client's channel with its credentials — no parsing
+        and re-serialising of the entities. ``False`` when the client is not one whose
+        channel this can use (the SDK's ``ingest()`` is used), or when the token needs
+        renewing (the SDK's ``ingest()`` renews it and sends)."""
+        import grpc
+        from netboxlabs.diode.sdk.diode.v1 import ingester_pb2
+
+        from netboxlabs.diode.sdk.client import DiodeClient
+
+        client = self._client_for(metadata)
+        channel = getattr(client, "_channel", None)
+        call_metadata = getattr(client, "_metadata", None)
+        if not isinstance(client, DiodeClient) or channel is None or call_metadata is None:
+            return False
+        ingest = self._raw_calls.get(id(client))
+        if ingest is None:
+            ingest = channel.unary_unary(
+                f"{getattr(client, 'path', None) or ''}/diode.v1.IngesterService/Ingest",
+                request_serializer=None,
+                response_deserializer=ingester_pb2.IngestResponse.FromString,
+            )
+            self._raw_calls[id(client)] = ingest
+        envelope = self._envelope(client, metadata).SerializeToString()
+        try:
+            response = ingest(envelope + entities, metadata=call_metadata)
+        except grpc.RpcError as exc:
+            if _status_name(exc) == "UNAUTHENTICATED":
+                return False
+            status = _status_name(exc)
+            if status in _TRANSIENT:
+                raise IngestUnavailable(f"Diode at {self.target} is unavailable ({status}): {exc}") from exc
+            raise IngestError(f"Ingest transport error ({status}): {exc}") from exc
+        errors = list(getattr(response, "errors", []) or [])
+        if errors:
+            raise IngestRejected(f"Diode rejected the chunk: {errors}")
+        return True
 
     def ingest(self, entities: Iterable[Any], *, metadata: Mapping[str, Any]) -> None:
         """Sends one chunk of entities given as protobuf ``Entity`` messages or as dicts in
@@ -240,3 +297,147 @@ class DiodeSink:
             self.ingest_protobuf(base64.b64decode(payload["entities_protobuf"]), metadata=metadata)
         else:
             self.ingest(payload.get("entities", []), metadata=metadata)
+
+
+# -- the dry-run printer ------------------------------------------------------------------------
+
+_SPECIAL = {
+    "google.protobuf.Struct": "struct",
+    "google.protobuf.Value": "value",
+    "google.protobuf.ListValue": "list_value",
+    "google.protobuf.Timestamp": "timestamp",
+}
+_printer: Any = None
+_printer_lock = threading.Lock()
+
+
+def _protojson_schema(root: Any) -> tuple[list[Any], list[Any], int]:
+    """The core printer's schema of every message type reachable from the descriptor ``root``."""
+    from google.protobuf.descriptor import FieldDescriptor as F  # type: ignore[import-untyped,unused-ignore]
+
+    kinds = {
+        F.TYPE_STRING: ("string", ""),
+        F.TYPE_BYTES: ("bytes", ""),
+        F.TYPE_BOOL: ("bool", ""),
+        F.TYPE_DOUBLE: ("double", ""),
+        F.TYPE_INT32: ("int32", "signed"),
+        F.TYPE_SINT32: ("int32", "zigzag"),
+        F.TYPE_SFIXED32: ("int32", "sfixed32"),
+        F.TYPE_UINT32: ("int32", "unsigned"),
+        F.TYPE_FIXED32: ("int32", "fixed32"),
+        F.TYPE_INT64: ("int64", "signed"),
+        F.TYPE_SINT64: ("int64", "zigzag"),
+        F.TYPE_SFIXED64: ("int64", "sfixed64"),
+        F.TYPE_UINT64: ("int64", "unsigned"),
+        F.TYPE_FIXED64: ("int64", "fixed64"),
+    }
+    messages: list[Any] = []
+    message_index: dict[str, int] = {}
+    enums: list[Any] = []
+    enum_index: dict[str, int] = {}
+    pending: list[Any] = []
+
+    def message_id(descriptor: Any) -> int:
+        if descriptor.full_name not in message_index:
+            message_index[descriptor.full_name] = len(messages)
+            messages.append(None)
+            pending.append(descriptor)
+        return message_index[descriptor.full_name]
+
+    def enum_id(descriptor: Any) -> int:
+        if descriptor.full_name not in enum_index:
+            enum_index[descriptor.full_name] = len(enums)
+            enums.append(
+                (
+                    descriptor.full_name == "google.protobuf.NullValue",
+                    [(v.number, v.name) for v in descriptor.values],
+                )
+            )
+        return enum_index[descriptor.full_name]
+
+    root_id = message_id(root)
+    while pending:
+        descriptor = pending.pop()
+        full_name = descriptor.full_name
+        if full_name in _SPECIAL:
+            special = _SPECIAL[full_name]
+        elif full_name.startswith("google.protobuf.") or descriptor.file.name == "google/protobuf/wrappers.proto":
+            special = "unsupported"
+        else:
+            special = ""
+        rows = []
+        for field in descriptor.fields:
+            target, encoding = -1, ""
+            if field.type in (F.TYPE_MESSAGE,):
+                kind, target = "message", message_id(field.message_type)
+            elif field.type == F.TYPE_ENUM:
+                kind, target = "enum", enum_id(field.enum_type)
+            elif field.type in kinds:
+                kind, encoding = kinds[field.type]
+            else:
+                kind = "unsupported"
+            is_map = field.message_type is not None and field.message_type.GetOptions().map_entry
+            oneof = field.containing_oneof.index if field.containing_oneof is not None else -1
+            rows.append(
+                (field.number, field.name, kind, target, encoding, field.is_repeated, field.has_presence, oneof, is_map)
+            )
+        messages[message_index[full_name]] = (special, rows)
+    return messages, enums, root_id
+
+
+def _entity_printer() -> Any:
+    global _printer
+    with _printer_lock:
+        if _printer is None:
+            from netboxlabs.diode.sdk.diode.v1 import ingester_pb2
+
+            from headrace._core import ProtoJson
+
+            _printer = ProtoJson(*_protojson_schema(ingester_pb2.Entity.DESCRIPTOR))
+        return _printer
+
+
+def _dry_run_text(client: Any, entities: bytes, request_metadata: Mapping[str, Any]) -> str | None:
+    """What ``DiodeDryRunClient.ingest`` prints for a chunk: the request's own fields through
+    the SDK's printer, its entities through the core's (``None``: use the SDK for this chunk)."""
+    from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped,unused-ignore]
+    from netboxlabs.diode.sdk.diode.v1 import ingester_pb2
+    from netboxlabs.diode.sdk.ingester import convert_dict_to_struct
+
+    rendered = _entity_printer().entities_json(entities, 1)
+    if rendered is None:
+        return None
+    request = ingester_pb2.IngestRequest(
+        stream=_DEFAULT_STREAM,
+        id=str(uuid.uuid4()),
+        producer_app_name=client.app_name,
+        sdk_name=client.name,
+        sdk_version=client.version,
+    )
+    request.metadata.CopyFrom(convert_dict_to_struct(dict(request_metadata)))
+    fields = MessageToDict(request, preserving_proto_field_name=True)
+    # Field-number order, as the printer writes it: stream (1), entities (2), the rest.
+    marker = f"headrace-entities-{uuid.uuid4().hex}"
+    ordered: dict[str, Any] = {}
+    if "stream" in fields:
+        ordered["stream"] = fields.pop("stream")
+    ordered["entities"] = marker
+    ordered.update(fields)
+    return json.dumps(ordered, indent=2).replace(json.dumps(marker), rendered, 1)
+
+
+def _dry_run_write(client: Any, text: str) -> None:
+    """Writes ``text`` where ``DiodeDryRunClient.ingest`` writes its output."""
+    import sys
+    import time
+    from pathlib import Path
+
+    output_dir = getattr(client, "output_dir", None)
+    if not output_dir:
+        print(text, file=sys.stdout)
+        return
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    filename = "".join(c if c.isalnum() or c in ("_", "-") else "_" for c in client.app_name)
+    with (path / f"{filename}_{time.perf_counter_ns()}.json").open("w") as fh:
+        fh.write(text)
