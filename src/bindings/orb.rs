@@ -52,7 +52,9 @@ impl PyProtoJson {
             usize::try_from(target)
                 .ok()
                 .filter(|t| *t < len)
-                .ok_or_else(|| config_error(format!("ProtoJson: {what} index {target} is out of range")))
+                .ok_or_else(|| {
+                    config_error(format!("ProtoJson: {what} index {target} is out of range"))
+                })
         };
         let message_count = messages.len();
         let enum_count = enums.len();

@@ -263,7 +263,10 @@ impl ProtoJson {
                     }
                 }
                 if field.repeated {
-                    match fields.entry(number).or_insert_with(|| Slot::Many(Vec::new())) {
+                    match fields
+                        .entry(number)
+                        .or_insert_with(|| Slot::Many(Vec::new()))
+                    {
                         Slot::Many(v) => v.extend(values),
                         Slot::One(_) => return Err(Fallback),
                     }
@@ -513,7 +516,9 @@ impl ProtoJson {
             _ => return Err(Fallback),
         };
         // protobuf's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
-        if !(-62_135_596_800..=253_402_300_799).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
+        if !(-62_135_596_800..=253_402_300_799).contains(&seconds)
+            || !(0..1_000_000_000).contains(&nanos)
+        {
             return Err(Fallback);
         }
         let time = chrono::DateTime::from_timestamp(seconds, 0).ok_or(Fallback)?;

@@ -68,9 +68,7 @@ def entities(draw: Any) -> Any:
         device.tags.add(name=name)
     keys = draw(st.lists(texts, max_size=2, unique=True))
     for key in keys:
-        value = draw(
-            st.sampled_from(["text", "integer", "decimal", "boolean", "datetime", "multiple_selection"])
-        )
+        value = draw(st.sampled_from(["text", "integer", "decimal", "boolean", "datetime", "multiple_selection"]))
         cf = device.custom_fields[key]
         if value == "text":
             cf.text = draw(texts)
@@ -148,9 +146,12 @@ def test_a_chunk_the_core_cannot_print_exactly_falls_back_to_the_sdk(tmp_path: P
     device.metadata.update({"a": 1, "b": "two", "c": True})  # printed in protobuf's hash order
     expected, actual = same_output([ingester_pb2.Entity(device=device)], tmp_path)
     assert actual == expected
-    assert diode_module._entity_printer().entities_json(
-        ingester_pb2.IngestRequest(entities=[ingester_pb2.Entity(device=device)]).SerializeToString(), 1
-    ) is None
+    assert (
+        diode_module._entity_printer().entities_json(
+            ingester_pb2.IngestRequest(entities=[ingester_pb2.Entity(device=device)]).SerializeToString(), 1
+        )
+        is None
+    )
 
 
 def _varint(value: int) -> bytes:

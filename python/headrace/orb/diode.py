@@ -212,10 +212,9 @@ class DiodeSink:
         and re-serialising of the entities. ``False`` when the client is not one whose
         channel this can use (the SDK's ``ingest()`` is used), or when the token needs
         renewing (the SDK's ``ingest()`` renews it and sends)."""
-        import grpc
-        from netboxlabs.diode.sdk.diode.v1 import ingester_pb2
-
+        import grpc  # type: ignore[import-untyped,unused-ignore]
         from netboxlabs.diode.sdk.client import DiodeClient
+        from netboxlabs.diode.sdk.diode.v1 import ingester_pb2
 
         client = self._client_for(metadata)
         channel = getattr(client, "_channel", None)
