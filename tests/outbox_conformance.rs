@@ -5,6 +5,7 @@ mod common;
 use _core::Error;
 use _core::outbox::{
     self, ClaimFilter, NewItem, OutboxConfig, OutboxReaper, OutboxStatus, OutboxStore, RetryPolicy,
+    reaper,
 };
 use chrono::Duration;
 use common::{Database, Engine};
@@ -30,6 +31,7 @@ conformance!(
     mark_failed_dead_letters_at_once,
     extend_lease_keeps_the_item_and_expires_later,
     reaper_recovers_expired_leases,
+    a_stale_rescue_leaves_a_newer_claim_alone,
     dedupe_key_returns_the_existing_live_item,
     enqueue_many_returns_ids_in_input_order_and_dedupes_within_the_batch,
     requeue_requeue_failed_and_purge,
@@ -499,6 +501,35 @@ async fn reaper_recovers_expired_leases(engine: Engine) {
     assert_eq!(
         (ids(&reclaimed), reclaimed[0].attempts),
         (vec![retryable], 2)
+    );
+}
+
+/// The reaper decides on what it read; a rescue only applies to an item still holding the lease
+/// it was decided on, so a reaper that lost a race never undoes a newer claim.
+async fn a_stale_rescue_leaves_a_newer_claim_alone(engine: Engine) {
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    let id = f.enqueue("t", "1").await;
+    f.store.claim_batch("dead-worker", 1, None).await.unwrap();
+    f.advance(31);
+    let now = common::epoch() + Duration::seconds(31);
+    let stuck = f.store.stuck(now, now, 10).await.unwrap();
+    assert_eq!(ids(&stuck), vec![id]);
+    let late = reaper::decide(f.store.as_ref(), &stuck[0], now);
+    assert_eq!(late.status, OutboxStatus::Pending);
+    assert_eq!(
+        late.last_error,
+        "lease of worker dead-worker expired after attempt 1 of 5"
+    );
+    // Another reaper gets there first and a live worker claims the item again.
+    assert_eq!(f.store.reap_stale(Duration::seconds(600)).await.unwrap(), 1);
+    f.store.claim_batch("alive-worker", 1, None).await.unwrap();
+    assert_eq!(f.store.rescue(&[late], now).await.unwrap(), 0);
+    let item = f.store.get(id).await.unwrap();
+    assert_eq!(
+        (item.status, item.lease_owner.as_deref(), item.attempts),
+        (OutboxStatus::Processing, Some("alive-worker"), 2)
     );
 }
 

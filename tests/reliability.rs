@@ -359,13 +359,13 @@ async fn state_writes_with_nul_bytes_are_refused_before_queueing(engine: Engine)
     let state = state::connect(&db.url, WriteBehindConfig::default())
         .await
         .unwrap();
-    let good = Invocation::new("task", "{}");
-    let mut bad = Invocation::new("task", "{}");
+    let good = Invocation::new("task", "{}", Utc::now());
+    let mut bad = Invocation::new("task", "{}", Utc::now());
     bad.invocation_id = "inv\0x".into();
     let err = state.upsert_invocation(bad).await.unwrap_err();
     assert_eq!(err.code(), "config_error");
     assert!(err.to_string().contains("NUL"), "{err}");
-    let mut long = Invocation::new("task", "{}");
+    let mut long = Invocation::new("task", "{}", Utc::now());
     long.task_id = "t".repeat(1 << 20);
     assert_eq!(
         state.upsert_invocation(long).await.unwrap_err().code(),

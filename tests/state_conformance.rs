@@ -94,7 +94,7 @@ impl Fixture {
 
     async fn history(&self, id: &str, status: Option<InvocationStatus>) -> Result<(), Error> {
         self.store
-            .add_history(InvocationHistory::new(id, status, None))
+            .add_history(InvocationHistory::new(id, status, None, Utc::now()))
             .await
     }
 
@@ -104,7 +104,7 @@ impl Fixture {
 }
 
 fn invocation(task: &str) -> Invocation {
-    Invocation::new(task, r#"{"x": 1}"#)
+    Invocation::new(task, r#"{"x": 1}"#, Utc::now())
 }
 
 fn at(seconds: i64) -> chrono::DateTime<Utc> {
@@ -248,10 +248,11 @@ async fn history_is_returned_in_timestamp_order_and_moves_the_status(engine: Eng
             &id,
             Some(Pending),
             Some(r#"{"runner": "r1", "n": [1, 2]}"#.into()),
+            Utc::now(),
         ),
-        InvocationHistory::new(&id, Some(Running), None),
-        InvocationHistory::new(&id, None, Some("\"heartbeat\"".into())),
-        InvocationHistory::new(&id, Some(Success), None),
+        InvocationHistory::new(&id, Some(Running), None, Utc::now()),
+        InvocationHistory::new(&id, None, Some("\"heartbeat\"".into()), Utc::now()),
+        InvocationHistory::new(&id, Some(Success), None, Utc::now()),
     ];
     // Written in status order, stamped out of order: the read is by timestamp.
     entries[0].timestamp = at(30).with_timezone(&plus2);
@@ -321,16 +322,19 @@ async fn a_batch_applies_valid_writes_and_rejects_invalid_ones(engine: Engine) {
             &a.invocation_id,
             Some(Pending),
             None,
+            Utc::now(),
         )),
         WriteOp::AddHistory(InvocationHistory::new(
             &a.invocation_id,
             Some(Success),
             None,
+            Utc::now(),
         )), // rejected
         WriteOp::AddHistory(InvocationHistory::new(
             &a.invocation_id,
             Some(Running),
             None,
+            Utc::now(),
         )),
         WriteOp::SetResult {
             invocation_id: b.invocation_id.clone(),
@@ -753,7 +757,7 @@ async fn bad_input_is_a_config_error_before_anything_is_written(engine: Engine) 
             .code(),
         "invocation_not_found"
     );
-    let bad_ctx = InvocationHistory::new("x", None, Some("{nope".into()));
+    let bad_ctx = InvocationHistory::new("x", None, Some("{nope".into()), Utc::now());
     assert_eq!(
         f.store.add_history(bad_ctx).await.unwrap_err().code(),
         "config_error"
@@ -1150,7 +1154,11 @@ async fn write_behind_many_concurrent_writers_read_their_own_writes(engine: Engi
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for n in 0..50 {
-                let inv = Invocation::new("shared", format!(r#"{{"worker": {worker}, "n": {n}}}"#));
+                let inv = Invocation::new(
+                    "shared",
+                    format!(r#"{{"worker": {worker}, "n": {n}}}"#),
+                    Utc::now(),
+                );
                 let id = inv.invocation_id.clone();
                 wb.upsert_invocation(inv).await.unwrap();
                 wb.add_history(&id, Some(Pending), None).await.unwrap();

@@ -4,10 +4,12 @@ import builtins
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from os import PathLike
-from typing import Any, Literal, final
+from typing import Any, Literal, ParamSpec, TypeVar, final
 
 from typing_extensions import Self, deprecated, disjoint_base
 
+# The pydantic models a backend deals in (not part of this module: the core builds and reads them).
+from headrace.orb.models import Metadata, Policy
 from headrace.state import AppInfo, Invocation, InvocationStatus, WorkflowIdentity
 
 __all__ = [
@@ -15,7 +17,6 @@ __all__ = [
     "DEFAULT_MAX_RUNS_PER_POLICY",
     "Backend",
     "ClaimIterator",
-    "Config",
     "DatabaseParams",
     "DryRunSink",
     "EnqueueBatch",
@@ -26,14 +27,12 @@ __all__ = [
     "InvocationHistory",
     "JsonSchema",
     "ManualClock",
-    "Metadata",
     "NullSink",
     "OptimisticClaimOutboxStore",
     "OutboxItem",
     "OutboxReaper",
     "OutboxSink",
     "OutboxStore",
-    "Policy",
     "PolicyManager",
     "ProtoJson",
     "PynencStore",
@@ -77,6 +76,12 @@ __all__ = [
 _OutboxStatus = Literal["pending", "processing", "completed", "failed"]
 #: A policy run's status.
 _RunStatus = Literal["running", "completed", "failed"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+def _async_twin(sync: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
+    """The type of the ``a``-prefixed twin of a blocking method: the same parameters, awaited."""
 
 __version__: str
 
@@ -204,20 +209,7 @@ class OutboxStore:
         max_attempts: int | None = None,
         trace_id: str | None = None,
     ) -> int: ...
-    def aenqueue(
-        self,
-        topic: str,
-        payload: Any,
-        *,
-        priority: int = 0,
-        delay_seconds: float = 0.0,
-        run_at: datetime | float | None = None,
-        dedupe_key: str | None = None,
-        max_attempts: int | None = None,
-        trace_id: str | None = None,
-    ) -> Awaitable[int]: ...
     def enqueue_many(self, items: Sequence[dict[str, Any]]) -> list[int]: ...
-    def aenqueue_many(self, items: Sequence[dict[str, Any]]) -> Awaitable[list[int]]: ...
     def claim_batch(
         self,
         worker_id: str,
@@ -235,57 +227,49 @@ class OutboxStore:
         topics: Sequence[str] | None = None,
         exclude_topics: Sequence[str] = ...,  # ()
     ) -> ClaimIterator: ...
-    def aclaim_batch(
-        self,
-        worker_id: str,
-        limit: int = 10,
-        *,
-        topics: Sequence[str] | None = None,
-        exclude_topics: Sequence[str] = ...,  # ()
-        due_by: datetime | float | None = None,
-    ) -> Awaitable[list[OutboxItem]]: ...
     def mark_success(self, item_id: int, worker_id: str) -> None: ...
-    def amark_success(self, item_id: int, worker_id: str) -> Awaitable[None]: ...
     def mark_success_many(self, item_ids: Sequence[int], worker_id: str) -> None: ...
-    def amark_success_many(self, item_ids: Sequence[int], worker_id: str) -> Awaitable[None]: ...
     def mark_retry(
         self, item_id: int, worker_id: str, next_attempt: datetime | float | None = None, error: str = ...
     ) -> Literal["pending", "failed"]: ...
-    def amark_retry(
-        self, item_id: int, worker_id: str, next_attempt: datetime | float | None = None, error: str = ...
-    ) -> Awaitable[Literal["pending", "failed"]]: ...
     def mark_failed(self, item_id: int, worker_id: str, error: str = ...) -> None: ...
-    def amark_failed(self, item_id: int, worker_id: str, error: str = ...) -> Awaitable[None]: ...
     def extend_lease(self, item_id: int, worker_id: str, seconds: float | None = None) -> datetime: ...
-    def aextend_lease(self, item_id: int, worker_id: str, seconds: float | None = None) -> Awaitable[datetime]: ...
     def release(self, item_ids: Sequence[int], worker_id: str) -> int: ...
-    def arelease(self, item_ids: Sequence[int], worker_id: str) -> Awaitable[int]: ...
     def get(self, item_id: int) -> OutboxItem: ...
-    def aget(self, item_id: int) -> Awaitable[OutboxItem]: ...
     def get_by_dedupe_key(self, dedupe_key: str) -> OutboxItem | None:
         """The newest item holding ``dedupe_key`` in any status (``None`` if none holds it)."""
-    def aget_by_dedupe_key(self, dedupe_key: str) -> Awaitable[OutboxItem | None]: ...
     def list(
         self, *, status: _OutboxStatus | None = None, topic: str | None = None, limit: int = 50
     ) -> builtins.list[OutboxItem]: ...
-    def alist(
-        self, *, status: _OutboxStatus | None = None, topic: str | None = None, limit: int = 50
-    ) -> Awaitable[builtins.list[OutboxItem]]: ...
     def stats(self) -> dict[str, int]: ...
-    def astats(self) -> Awaitable[dict[str, int]]: ...
     def close(self) -> None:
         """Releases every connection and stops the LISTEN task; later calls raise ``StoreError``."""
-    def aclose(self) -> Awaitable[None]: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc: object) -> bool: ...
     def __aenter__(self) -> Awaitable[Self]: ...
     def __aexit__(self, *exc: object) -> Awaitable[bool]: ...
     def requeue(self, item_id: int) -> None: ...
-    def arequeue(self, item_id: int) -> Awaitable[None]: ...
     def requeue_failed(self, topic: str | None = None) -> int: ...
-    def arequeue_failed(self, topic: str | None = None) -> Awaitable[int]: ...
     def purge(self, older_than_seconds: float, statuses: Sequence[_OutboxStatus] = ...) -> int: ...
-    def apurge(self, older_than_seconds: float, statuses: Sequence[_OutboxStatus] = ...) -> Awaitable[int]: ...
+    # The async twins (generated from the same definitions in the core): each takes what its
+    # sync twin takes and returns an awaitable of its result.
+    aenqueue = _async_twin(enqueue)
+    aenqueue_many = _async_twin(enqueue_many)
+    aclaim_batch = _async_twin(claim_batch)
+    amark_success = _async_twin(mark_success)
+    amark_success_many = _async_twin(mark_success_many)
+    amark_retry = _async_twin(mark_retry)
+    amark_failed = _async_twin(mark_failed)
+    aextend_lease = _async_twin(extend_lease)
+    arelease = _async_twin(release)
+    aget = _async_twin(get)
+    aget_by_dedupe_key = _async_twin(get_by_dedupe_key)
+    alist = _async_twin(list)
+    astats = _async_twin(stats)
+    aclose = _async_twin(close)
+    arequeue = _async_twin(requeue)
+    arequeue_failed = _async_twin(requeue_failed)
+    apurge = _async_twin(purge)
 
 @final
 class ClaimIterator:
@@ -340,47 +324,6 @@ class OutboxReaper:
 
 DEFAULT_CHUNK_BYTES: int
 DEFAULT_MAX_RUNS_PER_POLICY: int
-
-@final
-class Metadata:
-    """A backend's identity."""
-
-    name: str
-    app_name: str
-    app_version: str
-    description: str | None
-    def __new__(cls, name: str, app_name: str, app_version: str, description: str | None = None) -> Self: ...
-    def model_dump(self) -> dict[str, str | None]: ...
-    def to_dict(self) -> dict[str, str | None]: ...
-
-@final
-class Config:
-    """A policy's ``config``: ``package``, ``schedule`` and any extra key as an attribute."""
-
-    def __new__(cls, package: str, schedule: str | None = None, **extra: Any) -> Self: ...
-    @property
-    def package(self) -> str: ...
-    @property
-    def schedule(self) -> str | None: ...
-    @property
-    def extra(self) -> dict[str, Any]: ...
-    def __getattr__(self, name: str) -> Any: ...
-    def __getitem__(self, key: str) -> Any: ...
-    def get(self, key: str, default: Any = None) -> Any: ...
-    def model_dump(self) -> dict[str, Any]: ...
-    def to_dict(self) -> dict[str, Any]: ...
-
-@final
-class Policy:
-    """A configured policy, as ``Backend.run`` receives it."""
-
-    def __new__(cls, config: Config | Mapping[str, Any], scope: Any = None) -> Self: ...
-    @property
-    def config(self) -> Config: ...
-    @property
-    def scope(self) -> Any: ...
-    def model_dump(self) -> dict[str, Any]: ...
-    def to_dict(self) -> dict[str, Any]: ...
 
 @disjoint_base
 class Backend:
@@ -529,7 +472,14 @@ class InvocationHistory:
 
 @disjoint_base
 class StateBackend:
-    def __new__(cls, url: str | DatabaseParams, *, app_id: str | None = None, max_batch: int = 100_000) -> Self: ...
+    def __new__(
+        cls,
+        url: str | DatabaseParams,
+        *,
+        app_id: str | None = None,
+        max_batch: int = 100_000,
+        clock: ManualClock | None = None,
+    ) -> Self: ...
     @property
     def url(self) -> str: ...
     @property

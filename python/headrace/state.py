@@ -27,7 +27,7 @@ from enum import Enum
 from typing import Any
 
 from headrace import _core
-from headrace._core import DatabaseParams, InvocationHistory
+from headrace._core import DatabaseParams, InvocationHistory, ManualClock
 from headrace.errors import ConfigError, HeadraceError, NotFoundError
 
 __all__ = [
@@ -270,13 +270,29 @@ class StateBackend(_core.StateBackend):
     ``get_invocations_by_task(task_id, limit)`` (newest first) and ``delete_invocations(ids)``.
     """
 
-    def __init__(self, url: str | DatabaseParams, *, app_id: str | None = None, max_batch: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str | DatabaseParams,
+        *,
+        app_id: str | None = None,
+        max_batch: int = 100_000,
+        clock: ManualClock | None = None,
+    ) -> None:
         _OPEN_BACKENDS.add(self)
 
     @classmethod
-    def connect(cls, url: str | DatabaseParams, *, app_id: str | None = None, max_batch: int = 100_000) -> StateBackend:
-        """Opens ``memory://``, ``sqlite:///path.db`` or ``postgres://…`` (migrating SQL stores)."""
-        return cls(url, app_id=app_id, max_batch=max_batch)
+    def connect(
+        cls,
+        url: str | DatabaseParams,
+        *,
+        app_id: str | None = None,
+        max_batch: int = 100_000,
+        clock: ManualClock | None = None,
+    ) -> StateBackend:
+        """Opens ``memory://``, ``sqlite:///path.db`` or ``postgres://…`` (migrating SQL stores).
+        ``clock`` (a :class:`~headrace.outbox.ManualClock`, for tests) stamps history entries and
+        the stored ``updated_at``; default: the system clock."""
+        return cls(url, app_id=app_id, max_batch=max_batch, clock=clock)
 
     def set_exception(self, invocation: Invocation | str, exception: BaseException) -> None:
         """Queues the exception an invocation raised: its class (module + qualname), args,

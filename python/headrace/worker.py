@@ -1,8 +1,8 @@
 """``OutboxWorker``: the Rust claim loop dispatching outbox items to Python handlers.
 
 Handlers are plain callables ``handler(item)`` (sync or ``async def``) or
-:class:`~headrace.integrations.QueuedClient` instances/classes (called as ``run(payload)`` with
-the client's own retry settings). A handler that returns completes the item; one that raises an
+:class:`QueuedHandler` instances/classes such as :class:`~headrace.integrations.QueuedClient`
+(called as ``run(payload)`` with the handler's own retry settings). A handler that returns completes the item; one that raises an
 exception whose ``retryable`` is false (``IngestRejected``, …) dead-letters it at once; any other
 exception retries it with backoff until its attempts run out. Items of a topic without a handler
 are dead-lettered with a reason, never dropped.
@@ -24,16 +24,41 @@ from typing import Any
 from headrace import telemetry
 from headrace._core import HandlerOutcome, OutboxItem, StopFlag, WorkerCore, WorkerReport
 from headrace.errors import ConfigError, describe, is_retryable
-from headrace.integrations import BRIDGE_TOPIC, QueuedClient
 from headrace.outbox import OutboxStore, RetryPolicy
 from headrace.signals import ITEM_EVENTS, Signal
 
-__all__ = ["OutboxWorker", "WorkerReport"]
+__all__ = ["BRIDGE_TOPIC", "OutboxWorker", "QueuedHandler", "WorkerReport"]
 
 log = logging.getLogger("headrace.worker")
 
+#: The topic of bridge schedule items (:mod:`headrace.integrations.bridges`): a worker leaves
+#: them alone unless it routes the topic itself.
+BRIDGE_TOPIC = "headrace.bridge"
+
+
+class QueuedHandler:
+    """What the worker dispatches a topic to when the handler is not a plain callable: an object
+    (or a class, instantiated once) that names its topic and retry policy and runs one payload.
+    The worker owns this contract; :class:`~headrace.integrations.QueuedClient` implements it, so
+    the worker never imports the integrations layer above it."""
+
+    def run(self, payload: Any) -> Any:
+        """Performs one unit of queued work."""
+        raise NotImplementedError(f"{type(self).__name__} must implement run(payload)")
+
+    @classmethod
+    def topic_name(cls) -> str:
+        """The outbox topic this handler's items travel on."""
+        raise NotImplementedError(f"{cls.__name__} must implement topic_name()")
+
+    @classmethod
+    def retry_policy(cls) -> RetryPolicy:
+        """How often, and how far apart, this handler's items are tried."""
+        raise NotImplementedError(f"{cls.__name__} must implement retry_policy()")
+
+
 Handler = Callable[[OutboxItem], Any]
-HandlerSpec = Handler | QueuedClient | type[QueuedClient]
+HandlerSpec = Handler | QueuedHandler | type[QueuedHandler]
 
 COMPLETED = HandlerOutcome.completed()
 NOT_STARTED = HandlerOutcome.not_started()
@@ -53,9 +78,9 @@ class _Route:
 
 
 def _route(spec: HandlerSpec) -> _Route:
-    if isinstance(spec, type) and issubclass(spec, QueuedClient):
+    if isinstance(spec, type) and issubclass(spec, QueuedHandler):
         spec = spec()
-    if isinstance(spec, QueuedClient):
+    if isinstance(spec, QueuedHandler):
         client = spec
         return _Route(lambda item: client.run(item.payload), client.retry_policy(), type(client).__qualname__)
     if callable(spec):
@@ -64,7 +89,7 @@ def _route(spec: HandlerSpec) -> _Route:
 
 
 def _routes(
-    handlers: Mapping[str, HandlerSpec] | Iterable[QueuedClient | type[QueuedClient]],
+    handlers: Mapping[str, HandlerSpec] | Iterable[QueuedHandler | type[QueuedHandler]],
 ) -> dict[str, _Route]:
     if isinstance(handlers, Mapping):
         routes = {}
@@ -75,7 +100,7 @@ def _routes(
         return routes
     routes = {}
     for client in handlers:
-        if not (isinstance(client, QueuedClient) or (isinstance(client, type) and issubclass(client, QueuedClient))):
+        if not (isinstance(client, QueuedHandler) or (isinstance(client, type) and issubclass(client, QueuedHandler))):
             raise ConfigError(f"a handler list may hold only QueuedClients, got {client!r}; use a dict for callables")
         topic = client.topic_name()
         if topic in routes:
@@ -114,7 +139,7 @@ class OutboxWorker:
     def __init__(
         self,
         store: OutboxStore,
-        handlers: Mapping[str, HandlerSpec] | Sequence[QueuedClient | type[QueuedClient]],
+        handlers: Mapping[str, HandlerSpec] | Sequence[QueuedHandler | type[QueuedHandler]],
         *,
         worker_id: str | None = None,
         batch_size: int = 100,

@@ -14,7 +14,7 @@ pub mod retry;
 pub mod sqlite;
 
 pub use item::{NewItem, OutboxItem, OutboxStatus};
-pub use reaper::OutboxReaper;
+pub use reaper::{OutboxReaper, Rescue};
 pub use retry::{FailureDecision, RetryPolicy};
 
 use crate::clock::{SharedClock, SystemClock};
@@ -203,8 +203,26 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     async fn purge(&self, older_than: Duration, statuses: &[OutboxStatus]) -> Result<u64>;
 
     /// Returns items whose lease expired (or that sat in `processing` without a lease for
-    /// `stale_after`) to `pending`, or to `failed` when their attempts are used up.
-    async fn reap_stale(&self, stale_after: Duration) -> Result<u64>;
+    /// `stale_after`) to `pending`, or to `failed` when their attempts are used up. The rule is
+    /// [`reaper::reap_stale`]'s; stores provide [`OutboxStore::stuck`] and [`OutboxStore::rescue`].
+    async fn reap_stale(&self, stale_after: Duration) -> Result<u64> {
+        reaper::reap_stale(self, stale_after).await
+    }
+
+    /// SQL primitive of the reaper: up to `limit` items in `processing` whose lease expired at
+    /// or before `as_of`, or that hold no lease and were last updated at or before
+    /// `untouched_since`, in id order.
+    async fn stuck(
+        &self,
+        as_of: DateTime<Utc>,
+        untouched_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>>;
+
+    /// SQL primitive of the reaper: applies `rescues` in one transaction, each only to an item
+    /// still in `processing` with the lease it was read with; clears the lease and stamps
+    /// `updated_at = as_of`. Returns how many items moved.
+    async fn rescue(&self, rescues: &[Rescue], as_of: DateTime<Utc>) -> Result<u64>;
 
     /// A signal fired when work may have arrived: on every enqueue through this store and, on
     /// PostgreSQL, on every enqueue by any process (LISTEN/NOTIFY, started on first call).

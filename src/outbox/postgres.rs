@@ -3,7 +3,7 @@
 use super::lease::{LeaseRow, check_live_lease, not_found, unacknowledged};
 use super::{
     ClaimFilter, FailureDecision, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore,
-    check_limit,
+    Rescue, check_limit,
 };
 use crate::db::{connect_pg, migrate};
 use crate::error::{Error, Result};
@@ -594,19 +594,56 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         Ok(done.rows_affected())
     }
 
-    async fn reap_stale(&self, stale_after: Duration) -> Result<u64> {
-        let now = self.now();
+    async fn stuck(
+        &self,
+        as_of: DateTime<Utc>,
+        untouched_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            item_columns!(),
+            " FROM headrace_outbox o WHERE o.status = 'processing' AND (o.lease_expires_at <= $1 \
+               OR (o.lease_expires_at IS NULL AND o.updated_at <= $2)) ORDER BY o.id LIMIT $3"
+        ))
+        .bind(as_of)
+        .bind(untouched_since)
+        .bind(check_limit(limit)? as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_item).collect()
+    }
+
+    async fn rescue(&self, rescues: &[Rescue], as_of: DateTime<Utc>) -> Result<u64> {
+        if rescues.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = rescues.iter().map(|r| r.id).collect();
+        let attempts: Vec<i32> = rescues.iter().map(|r| r.attempts).collect();
+        let owners: Vec<Option<&str>> = rescues.iter().map(|r| r.lease_owner.as_deref()).collect();
+        let expiries: Vec<Option<DateTime<Utc>>> =
+            rescues.iter().map(|r| r.lease_expires_at).collect();
+        let statuses: Vec<&str> = rescues.iter().map(|r| r.status.as_str()).collect();
+        let run_ats: Vec<DateTime<Utc>> = rescues.iter().map(|r| r.run_at).collect();
+        let errors: Vec<&str> = rescues.iter().map(|r| r.last_error.as_str()).collect();
         let done = sqlx::query(
-            "UPDATE headrace_outbox SET \
-               status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
-               last_error = 'lease of worker ' || COALESCE(lease_owner, '(none)') \
-                 || ' expired after attempt ' || attempts || ' of ' || max_attempts, \
-               lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
-             WHERE status = 'processing' AND (lease_expires_at <= $1 \
-               OR (lease_expires_at IS NULL AND updated_at <= $2))",
+            "UPDATE headrace_outbox o SET status = r.status, run_at = r.run_at, \
+               last_error = r.last_error, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+             FROM unnest($2::int8[], $3::int4[], $4::text[], $5::timestamptz[], $6::text[], \
+                         $7::timestamptz[], $8::text[]) \
+                  AS r(id, attempts, lease_owner, lease_expires_at, status, run_at, last_error) \
+             WHERE o.id = r.id AND o.status = 'processing' AND o.attempts = r.attempts \
+               AND o.lease_owner IS NOT DISTINCT FROM r.lease_owner \
+               AND o.lease_expires_at IS NOT DISTINCT FROM r.lease_expires_at",
         )
-        .bind(now)
-        .bind(validate::before(now, stale_after))
+        .bind(as_of)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&owners)
+        .bind(&expiries)
+        .bind(&statuses)
+        .bind(&run_ats)
+        .bind(&errors)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

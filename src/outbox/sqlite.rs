@@ -4,7 +4,7 @@
 use super::lease::{LeaseRow, check_live_lease, not_found, unacknowledged};
 use super::{
     ClaimFilter, FailureDecision, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore,
-    check_limit,
+    Rescue, check_limit,
 };
 use crate::db::{SqliteDb, migrate};
 use crate::error::{Error, Result};
@@ -588,24 +588,59 @@ impl OutboxStore for OptimisticClaimOutboxStore {
             .await
     }
 
-    async fn reap_stale(&self, stale_after: Duration) -> Result<u64> {
-        let now = self.now();
-        let stale_before = to_us(validate::before(now, stale_after));
-        let now = to_us(now);
+    async fn stuck(
+        &self,
+        as_of: DateTime<Utc>,
+        untouched_since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>> {
+        let limit = check_limit(limit)? as i64;
+        let (as_of, untouched_since) = (to_us(as_of), to_us(untouched_since));
         self.db
             .call(move |conn| {
-                let reaped = conn
-                    .prepare_cached(
-                        "UPDATE headrace_outbox SET \
-                           status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, \
-                           last_error = 'lease of worker ' || COALESCE(lease_owner, '(none)') \
-                             || ' expired after attempt ' || attempts || ' of ' || max_attempts, \
-                           lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1 \
-                         WHERE status = 'processing' AND (lease_expires_at <= ?1 \
-                           OR (lease_expires_at IS NULL AND updated_at <= ?2))",
-                    )?
-                    .execute(params![now, stale_before])?;
-                Ok(reaped as u64)
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM headrace_outbox WHERE status = 'processing' \
+                     AND (lease_expires_at <= ?1 OR (lease_expires_at IS NULL AND updated_at <= ?2)) \
+                     ORDER BY id LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(params![as_of, untouched_since, limit], read_item)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn rescue(&self, rescues: &[Rescue], as_of: DateTime<Utc>) -> Result<u64> {
+        if rescues.is_empty() {
+            return Ok(0);
+        }
+        let rescues = rescues.to_vec();
+        let as_of = to_us(as_of);
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut moved = 0;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "UPDATE headrace_outbox SET status = ?1, run_at = ?2, last_error = ?3, \
+                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
+                         WHERE id = ?5 AND status = 'processing' AND attempts = ?6 \
+                           AND lease_owner IS ?7 AND lease_expires_at IS ?8",
+                    )?;
+                    for r in &rescues {
+                        moved += stmt.execute(params![
+                            r.status.as_str(),
+                            to_us(r.run_at),
+                            r.last_error,
+                            as_of,
+                            r.id,
+                            r.attempts,
+                            r.lease_owner,
+                            r.lease_expires_at.map(to_us),
+                        ])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(moved)
             })
             .await
     }

@@ -196,11 +196,8 @@ impl RunExecutor {
 
     /// Finishes as FAILED the runs of `policy` whose process died (their lease expired).
     pub async fn reap_expired_runs(&self, policy: &str) -> Vec<Run> {
-        match self
-            .store
-            .reap_expired_runs(policy, chrono::Utc::now())
-            .await
-        {
+        let now = self.store.clock().now();
+        match self.store.reap_expired_runs(policy, now).await {
             Ok(reaped) => {
                 for run in &reaped {
                     tracing::warn!(target: LOG, "policy {policy:?}: run {} was left running by a process that stopped; recorded as failed", run.id);
@@ -278,7 +275,8 @@ impl RunExecutor {
         let (lease_store, lease_run, run_lease) =
             (self.store.clone(), run.id.clone(), self.run_lease);
         let renew = move || {
-            let until = chrono::Utc::now() + chrono::Duration::from_std(run_lease).expect("fits");
+            let until =
+                lease_store.clock().now() + chrono::Duration::from_std(run_lease).expect("fits");
             let (store, run_id) = (lease_store.clone(), lease_run.clone());
             async move { store.renew_run_lease(&run_id, until).await }
         };

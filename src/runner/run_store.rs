@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_RUNS_PER_POLICY: usize = 100;
 /// The run store contract.
 #[async_trait]
 pub trait RunStore: Send + Sync + std::fmt::Debug {
+    /// The clock this store stamps runs with; run leases are taken and reaped against it too.
+    fn clock(&self) -> &SharedClock;
+
     /// Records a new RUNNING run of `policy_id` and drops that policy's oldest runs beyond the
     /// retention limit.
     async fn create_run(
@@ -133,6 +136,10 @@ impl MemoryRunStore {
 
 #[async_trait]
 impl RunStore for MemoryRunStore {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     async fn create_run(
         &self,
         policy_id: &str,

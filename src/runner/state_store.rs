@@ -6,7 +6,7 @@
 
 use super::run::{Run, RunSource, RunStatus, new_run_id};
 use super::run_store::{RUN_LEASE, RunStore, check_finish, check_max_runs, expired_reason};
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::state::{
     Invocation, InvocationStatus, ValueKind, WorkflowIdentity, WriteBehind, truncate_to_micros,
@@ -76,9 +76,10 @@ fn corrupt(run_id: &str, what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl StateRunStore {
-    /// Runs in `state`, at most `max_runs_per_policy` kept per policy.
+    /// Runs in `state`, at most `max_runs_per_policy` kept per policy, on `state`'s clock.
     pub fn new(state: Arc<WriteBehind>, max_runs_per_policy: usize) -> Result<Self> {
-        Self::with_clock(state, max_runs_per_policy, Arc::new(SystemClock))
+        let clock = state.clock().clone();
+        Self::with_clock(state, max_runs_per_policy, clock)
     }
 
     /// Like [`StateRunStore::new`] with an injected clock.
@@ -190,6 +191,10 @@ impl StateRunStore {
 
 #[async_trait]
 impl RunStore for StateRunStore {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     async fn create_run(
         &self,
         policy_id: &str,

@@ -20,6 +20,7 @@ pub use plan::{Plan, StoredInvocation};
 pub use store::{Rejected, StateStore, ValueKind, WriteOp};
 pub use write_behind::{WriteBehind, WriteBehindConfig};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::db::DatabaseUrl;
 use crate::error::{Error, Result};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Timelike, Utc};
@@ -185,8 +186,12 @@ pub struct Invocation {
 
 impl Invocation {
     /// A registered invocation of `task_id` with `arguments` (JSON object text), a fresh id
-    /// and `created_at` now.
-    pub fn new(task_id: impl Into<String>, arguments: impl Into<String>) -> Self {
+    /// and `created_at` (read by the caller from its store's clock).
+    pub fn new(
+        task_id: impl Into<String>,
+        arguments: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
         Invocation {
             invocation_id: new_id(),
             task_id: task_id.into(),
@@ -194,7 +199,7 @@ impl Invocation {
             status: InvocationStatus::Registered,
             workflow: None,
             parent_invocation_id: None,
-            created_at: truncate_to_micros(Utc::now()),
+            created_at: truncate_to_micros(created_at),
         }
     }
 
@@ -245,15 +250,16 @@ struct HistoryJson<'a> {
 }
 
 impl InvocationHistory {
-    /// An entry stamped now (UTC).
+    /// An entry stamped `timestamp` (read by the caller from its store's clock).
     pub fn new(
         invocation_id: impl Into<String>,
         status: Option<InvocationStatus>,
         execution_context: Option<String>,
+        timestamp: DateTime<Utc>,
     ) -> Self {
         InvocationHistory {
             invocation_id: invocation_id.into(),
-            timestamp: truncate_to_micros(Utc::now()).fixed_offset(),
+            timestamp: truncate_to_micros(timestamp).fixed_offset(),
             status,
             execution_context,
             entry_key: rand::random(),
@@ -423,22 +429,37 @@ impl AppInfo {
     }
 }
 
-/// Opens the store `url` selects (`memory://`, `sqlite:…`, `postgres…`), migrating SQL stores.
+/// Opens the store `url` selects (`memory://`, `sqlite:…`, `postgres…`), migrating SQL stores,
+/// on the system clock.
 pub async fn connect_store(url: &str) -> Result<Arc<dyn StateStore>> {
+    connect_store_with_clock(url, Arc::new(SystemClock)).await
+}
+
+/// [`connect_store`] with the clock that stamps `updated_at`.
+pub async fn connect_store_with_clock(
+    url: &str,
+    clock: SharedClock,
+) -> Result<Arc<dyn StateStore>> {
     match DatabaseUrl::parse(url)? {
         DatabaseUrl::Memory => Ok(Arc::new(memory::MemoryStateStore::new())),
-        DatabaseUrl::Sqlite { path } => {
-            Ok(Arc::new(sqlite::SqliteStateStore::open(&path, true).await?))
-        }
+        DatabaseUrl::Sqlite { path } => Ok(Arc::new(
+            sqlite::SqliteStateStore::open(&path, true)
+                .await?
+                .with_clock(clock),
+        )),
         DatabaseUrl::Postgres { url } => Ok(Arc::new(
-            postgres::PostgresStateStore::connect(&url, true).await?,
+            postgres::PostgresStateStore::connect(&url, true)
+                .await?
+                .with_clock(clock),
         )),
     }
 }
 
-/// Opens the store `url` selects behind a [`WriteBehind`] layer (needs a tokio runtime).
+/// Opens the store `url` selects behind a [`WriteBehind`] layer (needs a tokio runtime); the
+/// store and the layer share `config.clock`.
 pub async fn connect(url: &str, config: WriteBehindConfig) -> Result<WriteBehind> {
-    Ok(WriteBehind::new(connect_store(url).await?, config))
+    let store = connect_store_with_clock(url, config.clock.clone()).await?;
+    Ok(WriteBehind::new(store, config))
 }
 
 /// A fresh random id in the UUID v4 text form.
@@ -545,6 +566,7 @@ mod tests {
             "inv-1",
             Some(InvocationStatus::Running),
             Some(r#"{"b": 1, "a": [1.5, "x"]}"#.into()),
+            DateTime::<Utc>::UNIX_EPOCH,
         );
         h.timestamp = parse_timestamp("2030-01-02T03:04:05.000007+02:00").unwrap();
         let text = h.to_json();
@@ -592,7 +614,7 @@ mod tests {
 
     #[test]
     fn invocation_validation_names_the_bad_field() {
-        let mut inv = Invocation::new("t", "{}");
+        let mut inv = Invocation::new("t", "{}", DateTime::<Utc>::UNIX_EPOCH);
         inv.validate().unwrap();
         inv.arguments = "[1]".into();
         assert!(
@@ -608,7 +630,7 @@ mod tests {
                 .to_string()
                 .contains("arguments")
         );
-        inv = Invocation::new(" ", "{}");
+        inv = Invocation::new(" ", "{}", DateTime::<Utc>::UNIX_EPOCH);
         assert!(inv.validate().unwrap_err().to_string().contains("task_id"));
     }
 

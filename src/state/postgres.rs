@@ -7,6 +7,7 @@ use super::store::{Rejected, StateStore, ValueKind, WriteOp, closed_error, invoc
 use super::{
     AppInfo, ExceptionRecord, Invocation, InvocationHistory, InvocationStatus, WorkflowIdentity,
 };
+use crate::clock::{SharedClock, SystemClock};
 use crate::db::{connect_pg, migrate};
 use crate::error::Result;
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Connections in the pool of one store.
@@ -32,6 +34,7 @@ macro_rules! invocation_columns {
 pub struct PostgresStateStore {
     pool: PgPool,
     closed: AtomicBool,
+    clock: SharedClock,
 }
 
 impl PostgresStateStore {
@@ -44,7 +47,14 @@ impl PostgresStateStore {
         Ok(PostgresStateStore {
             pool,
             closed: AtomicBool::new(false),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// This store with `clock` stamping `updated_at`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The underlying pool.
@@ -102,8 +112,11 @@ fn read_row(row: &PgRow) -> Result<StoredInvocation> {
     })
 }
 
-async fn write_plan(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Result<()> {
-    let now = Utc::now();
+async fn write_plan(
+    tx: &mut Transaction<'_, Postgres>,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> Result<()> {
     if !plan.invocations.is_empty() {
         let n = plan.invocations.len();
         let mut ids = Vec::with_capacity(n);
@@ -293,7 +306,7 @@ impl StateStore for PostgresStateStore {
             }
         }
         let plan = Plan::build(ops, current);
-        write_plan(&mut tx, &plan).await?;
+        write_plan(&mut tx, &plan, self.clock.now()).await?;
         tx.commit().await?;
         Ok(plan.rejected)
     }

@@ -5,13 +5,15 @@ use super::store::{Rejected, StateStore, ValueKind, WriteOp, invocation_not_foun
 use super::{
     AppInfo, ExceptionRecord, Invocation, InvocationHistory, InvocationStatus, WorkflowIdentity,
 };
+use crate::clock::{SharedClock, SystemClock};
 use crate::db::{SqliteDb, migrate};
 use crate::error::{Error, Result};
 use crate::outbox::sqlite::{from_us, to_us};
 use async_trait::async_trait;
-use chrono::{FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Page cache of a state store connection, in KiB (negative: SQLite's unit for KiB).
 const SQLITE_CACHE_KIB: i64 = -65_536;
@@ -30,6 +32,7 @@ macro_rules! invocation_columns {
 #[derive(Debug)]
 pub struct SqliteStateStore {
     db: SqliteDb,
+    clock: SharedClock,
 }
 
 impl SqliteStateStore {
@@ -43,7 +46,16 @@ impl SqliteStateStore {
         if migrate {
             migrate::migrate_sqlite(&db).await?;
         }
-        Ok(SqliteStateStore { db })
+        Ok(SqliteStateStore {
+            db,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// This store with `clock` stamping `updated_at`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -156,11 +168,15 @@ fn read_one(conn: &Connection, invocation_id: &str) -> Result<StoredInvocation> 
     .into_stored()
 }
 
-fn write_plan(conn: &mut Connection, ops: Vec<WriteOp>) -> Result<Vec<Rejected>> {
+fn write_plan(
+    conn: &mut Connection,
+    ops: Vec<WriteOp>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Rejected>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current = read_rows(&tx, &Plan::touched_invocations(&ops))?;
     let plan = Plan::build(ops, current);
-    let now = to_us(Utc::now());
+    let now = to_us(now);
     {
         let mut upsert = tx.prepare_cached(concat!(
             "INSERT INTO headrace_invocations (",
@@ -258,7 +274,8 @@ impl StateStore for SqliteStateStore {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        self.db.call(move |conn| write_plan(conn, ops)).await
+        let now = self.clock.now();
+        self.db.call(move |conn| write_plan(conn, ops, now)).await
     }
 
     async fn get_invocation(&self, invocation_id: &str) -> Result<Invocation> {

@@ -72,3 +72,39 @@ def test_handler_outcomes_refuse_a_bad_retry_after() -> None:
         HandlerOutcome.failed("boom", True, float("nan"))
     with pytest.raises(ConfigError, match="retry_after must be a finite number >= 0"):
         HandlerOutcome.failed("boom", True, -1.0)
+
+
+def _stored_updated_at(url: str, invocation_id: str) -> datetime:
+    """An invocation's ``updated_at`` as stored, read past the backend."""
+    query = "SELECT updated_at FROM headrace_invocations WHERE invocation_id = "
+    if url.startswith("sqlite://"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite://")) as conn:
+            (micros,) = conn.execute(query + "?", (invocation_id,)).fetchone()
+        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query + "%s", (invocation_id,)).fetchone()
+    assert row is not None
+    at: datetime = row[0]
+    return at
+
+
+def test_state_history_and_updated_at_use_the_store_clock(db_url: str) -> None:
+    from headrace.state import Invocation, InvocationStatus, StateBackend
+
+    clock = ManualClock(START)
+    state = StateBackend.connect(db_url, clock=clock)
+    try:
+        invocation = Invocation("task", {"n": 1}, created_at=START)
+        state.upsert_invocation(invocation)
+        clock.advance(seconds=90)
+        state.add_history(invocation, InvocationStatus.PENDING)
+        state.wait_for_all_async_operations()
+        later = START + timedelta(seconds=90)
+        assert [entry.timestamp for entry in state.get_history(invocation)] == [later]
+        assert _stored_updated_at(db_url, invocation.invocation_id) == later, "not the wall clock"
+    finally:
+        state.close()

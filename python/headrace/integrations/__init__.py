@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from headrace.integrations.bridges import (
-    BRIDGE_TOPIC,
     BridgeImpl,
     BridgeRun,
     BridgeState,
@@ -25,6 +24,7 @@ from headrace.integrations.oauth import OAuthClientRegistry, oauth_clients
 from headrace.integrations.queued import QueuedClient
 from headrace.integrations.registry import ENTRY_POINT_GROUP, Registry, import_dotted, registry
 from headrace.integrations.stores import default_store
+from headrace.worker import BRIDGE_TOPIC
 
 __all__ = [
     "BRIDGE_TOPIC",

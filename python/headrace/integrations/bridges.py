@@ -14,10 +14,10 @@ from headrace.errors import ConfigError, LeaseLost, describe, is_retryable
 from headrace.integrations.descriptors import IntegrationImpl
 from headrace.integrations.stores import default_store
 from headrace.outbox import OutboxStore
+from headrace.worker import BRIDGE_TOPIC
 
 log = logging.getLogger("headrace.integrations")
 
-BRIDGE_TOPIC = "headrace.bridge"
 #: Bridges recur forever: their outbox item is never dead-lettered for running too often.
 _BRIDGE_MAX_ATTEMPTS = 2**31 - 1
 

@@ -8,9 +8,10 @@ from headrace.errors import ConfigError
 from headrace.integrations.descriptors import Client
 from headrace.integrations.stores import default_store
 from headrace.outbox import OutboxStore, RetryPolicy
+from headrace.worker import QueuedHandler
 
 
-class QueuedClient(Client):
+class QueuedClient(Client, QueuedHandler):
     """A client whose work runs asynchronously through the outbox, with retries.
 
     Subclasses implement :meth:`run`. ``max_retries`` retries follow the first attempt, waiting

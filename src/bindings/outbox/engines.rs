@@ -8,51 +8,49 @@ use crate::bindings::twins::pymethods_with_twins;
 use crate::outbox::{DEFAULT_MAX_PAYLOAD_BYTES, OutboxReaper, seconds};
 use pyo3::prelude::*;
 
-/// PostgreSQL store: batch claims with `FOR UPDATE SKIP LOCKED`.
-#[pyclass(module = "headrace._core", name = "SkipLockedClaimOutboxStore", extends = PyOutboxStore, frozen)]
-pub(crate) struct PySkipLockedClaimOutboxStore;
+/// One concrete store class: a subclass of `OutboxStore` whose constructor opens its engine
+/// (`postgres` says which one `open_engine` requires of the URL).
+macro_rules! engine_class {
+    ($(#[$doc:meta])* $rust:ident, $name:literal, postgres = $postgres:literal) => {
+        $(#[$doc])*
+        #[pyclass(module = "headrace._core", name = $name, extends = PyOutboxStore, frozen)]
+        pub(crate) struct $rust;
 
-#[pymethods]
-impl PySkipLockedClaimOutboxStore {
-    #[new]
-    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, clock=None))]
-    fn new(
-        py: Python<'_>,
-        url: Option<Bound<'_, PyAny>>,
-        #[pyo3(from_py_with = crate::bindings::checked::number)] lease_seconds: f64,
-        retry: Option<PyRetryPolicy>,
-        migrate: bool,
-        #[pyo3(from_py_with = crate::bindings::checked::size)] max_payload_bytes: usize,
-        clock: Option<&Bound<'_, PyManualClock>>,
-    ) -> PyResult<PyClassInitializer<Self>> {
-        let options = ConnectOptions::new(lease_seconds, retry, migrate, max_payload_bytes, clock);
-        let base = open_engine(py, url, true, "SkipLockedClaimOutboxStore", options)?;
-        Ok(PyClassInitializer::from(base).add_subclass(PySkipLockedClaimOutboxStore))
-    }
+        #[pymethods]
+        impl $rust {
+            #[new]
+            #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, clock=None))]
+            fn new(
+                py: Python<'_>,
+                url: Option<Bound<'_, PyAny>>,
+                #[pyo3(from_py_with = crate::bindings::checked::number)] lease_seconds: f64,
+                retry: Option<PyRetryPolicy>,
+                migrate: bool,
+                #[pyo3(from_py_with = crate::bindings::checked::size)] max_payload_bytes: usize,
+                clock: Option<&Bound<'_, PyManualClock>>,
+            ) -> PyResult<PyClassInitializer<Self>> {
+                let options =
+                    ConnectOptions::new(lease_seconds, retry, migrate, max_payload_bytes, clock);
+                let base = open_engine(py, url, $postgres, $name, options)?;
+                Ok(PyClassInitializer::from(base).add_subclass($rust))
+            }
+        }
+    };
 }
 
-/// SQLite store: claims inside `BEGIN IMMEDIATE` transactions.
-#[pyclass(module = "headrace._core", name = "OptimisticClaimOutboxStore", extends = PyOutboxStore, frozen)]
-pub(crate) struct PyOptimisticClaimOutboxStore;
+engine_class!(
+    /// PostgreSQL store: batch claims with `FOR UPDATE SKIP LOCKED`.
+    PySkipLockedClaimOutboxStore,
+    "SkipLockedClaimOutboxStore",
+    postgres = true
+);
 
-#[pymethods]
-impl PyOptimisticClaimOutboxStore {
-    #[new]
-    #[pyo3(signature = (url=None, *, lease_seconds=300.0, retry=None, migrate=true, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, clock=None))]
-    fn new(
-        py: Python<'_>,
-        url: Option<Bound<'_, PyAny>>,
-        #[pyo3(from_py_with = crate::bindings::checked::number)] lease_seconds: f64,
-        retry: Option<PyRetryPolicy>,
-        migrate: bool,
-        #[pyo3(from_py_with = crate::bindings::checked::size)] max_payload_bytes: usize,
-        clock: Option<&Bound<'_, PyManualClock>>,
-    ) -> PyResult<PyClassInitializer<Self>> {
-        let options = ConnectOptions::new(lease_seconds, retry, migrate, max_payload_bytes, clock);
-        let base = open_engine(py, url, false, "OptimisticClaimOutboxStore", options)?;
-        Ok(PyClassInitializer::from(base).add_subclass(PyOptimisticClaimOutboxStore))
-    }
-}
+engine_class!(
+    /// SQLite store: claims inside `BEGIN IMMEDIATE` transactions.
+    PyOptimisticClaimOutboxStore,
+    "OptimisticClaimOutboxStore",
+    postgres = false
+);
 
 /// Returns items with expired leases to `pending` (or `failed` once out of attempts).
 #[pyclass(module = "headrace._core", name = "OutboxReaper", frozen)]

@@ -19,7 +19,7 @@ use crate::runner::{DEFAULT_CHUNK_BYTES, DEFAULT_MAX_RUNS_PER_POLICY};
 use backend::PyBackend;
 use ingest::{PyIngestCallback, PyIngestSink};
 use manager::{PyPolicyManager, list_runs, next_cron_time};
-use models::{PyConfig, PyMetadata, PyPolicy, PyRun};
+use models::PyRun;
 use pyo3::prelude::*;
 use sinks::{PyDryRunSink, PyNullSink, PyOutboxSink};
 
@@ -34,9 +34,6 @@ const LOGGER: &str = "headrace.runner";
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBackend>()?;
-    m.add_class::<PyMetadata>()?;
-    m.add_class::<PyConfig>()?;
-    m.add_class::<PyPolicy>()?;
     m.add_class::<PyRun>()?;
     m.add_class::<PyIngestCallback>()?;
     m.add_class::<PyIngestSink>()?;

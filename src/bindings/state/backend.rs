@@ -5,6 +5,7 @@ use super::convert::{
     optional_json, status_object, status_of, workflow_from, workflow_id, workflow_object,
 };
 use super::history::PyInvocationHistory;
+use crate::bindings::clock::{PyManualClock, shared_clock};
 use crate::bindings::errors::config_error;
 use crate::bindings::json;
 use crate::bindings::runtime::wait;
@@ -78,12 +79,13 @@ impl PyStateBackend {
 #[pymethods]
 impl PyStateBackend {
     #[new]
-    #[pyo3(signature = (url, *, app_id=None, max_batch=100_000))]
+    #[pyo3(signature = (url, *, app_id=None, max_batch=100_000, clock=None))]
     fn new(
         py: Python<'_>,
         url: &Bound<'_, PyAny>,
         app_id: Option<String>,
         max_batch: usize,
+        clock: Option<&Bound<'_, PyManualClock>>,
     ) -> PyResult<Self> {
         let url = &crate::bindings::db_params::database_url(url)?;
         if max_batch == 0 {
@@ -91,6 +93,7 @@ impl PyStateBackend {
         }
         let config = WriteBehindConfig {
             max_batch,
+            clock: shared_clock(clock),
             ..Default::default()
         };
         let owned = url.to_string();
@@ -152,6 +155,7 @@ impl PyStateBackend {
             self::invocation_id(invocation)?,
             status,
             optional_json(execution_context, "execution_context")?,
+            self.wb.clock().now(),
         );
         self.write(py, WriteOp::AddHistory(entry))?;
         if let (Some(obj), Some(next)) = (status_obj, status)

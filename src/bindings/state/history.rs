@@ -3,6 +3,7 @@
 use super::convert::{invocation_id, optional_json, status_object, status_of, type_name};
 use crate::bindings::errors::config_error;
 use crate::bindings::json;
+use crate::clock::{Clock, SystemClock};
 use crate::state::{self, InvocationHistory};
 use chrono::{DateTime, FixedOffset};
 use pyo3::prelude::*;
@@ -28,6 +29,8 @@ impl PyInvocationHistory {
             self::invocation_id(invocation_id)?,
             status,
             optional_json(execution_context, "execution_context")?,
+            // A free-standing entry belongs to no store, so to no store's clock.
+            SystemClock.now(),
         );
         entry.validate()?;
         Ok(PyInvocationHistory { entry })

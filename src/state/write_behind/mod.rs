@@ -22,6 +22,7 @@ use super::store::{StateStore, ValueKind, WriteOp};
 use super::{
     AppInfo, ExceptionRecord, Invocation, InvocationHistory, InvocationStatus, WorkflowIdentity,
 };
+use crate::clock::{SharedClock, SystemClock};
 use crate::error::Result;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +41,8 @@ pub struct WriteBehindConfig {
     pub unavailable_attempts: u32,
     /// First pause between those tries (doubled each time, at most [`MAX_UNAVAILABLE_PAUSE`]).
     pub unavailable_backoff: Duration,
+    /// Source of "now" for history entries and the stores' `updated_at` stamps.
+    pub clock: SharedClock,
 }
 
 /// Longest pause between two tries of a batch while the store is unavailable.
@@ -54,6 +57,7 @@ impl Default for WriteBehindConfig {
             // a failover, not just a blip, is ridden out before a batch is given up on.
             unavailable_attempts: 10,
             unavailable_backoff: Duration::from_millis(100),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -144,6 +148,11 @@ pub struct WriteBehind {
 }
 
 impl WriteBehind {
+    /// The clock history entries are stamped with (the store was opened with the same one).
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.config.clock
+    }
+
     /// Wraps `store`, spawning the writer task on the current tokio runtime.
     pub fn new(store: Arc<dyn StateStore>, config: WriteBehindConfig) -> Self {
         let (durable, _) = watch::channel(0);

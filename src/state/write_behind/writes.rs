@@ -186,7 +186,8 @@ impl WriteBehind {
         status: Option<InvocationStatus>,
         execution_context: Option<String>,
     ) -> Result<InvocationHistory> {
-        let entry = InvocationHistory::new(invocation_id, status, execution_context);
+        let entry =
+            InvocationHistory::new(invocation_id, status, execution_context, self.clock().now());
         self.write(WriteOp::AddHistory(entry.clone())).await?;
         Ok(entry)
     }

@@ -16,7 +16,7 @@ from headrace.django.models import Bridge
 
 __all__ = ["BridgeAdmin"]
 
-#: The schedule items' topic (``headrace.integrations.bridges.BRIDGE_TOPIC``).
+#: The schedule items' topic (``headrace.worker.BRIDGE_TOPIC``).
 BRIDGE_TOPIC = "headrace.bridge"
 
 
