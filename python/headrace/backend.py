@@ -51,4 +51,4 @@ _setup.__name__ = "setup"
 _setup.__qualname__ = "Backend.setup"
 # The PyO3 class is a mutable heap type: the PEP 702 wrapper lives on the class itself, so
 # ``Backend.setup.__deprecated__`` is set and calling the base method warns.
-Backend.setup = _setup  # type: ignore[method-assign,assignment]
+Backend.setup = _setup  # type: ignore[method-assign]

@@ -2,10 +2,11 @@
 
 Handlers are plain callables ``handler(item)`` (sync or ``async def``) or
 :class:`QueuedHandler` instances/classes such as :class:`~headrace.integrations.QueuedClient`
-(called as ``run(payload)`` with the handler's own retry settings). A handler that returns completes the item; one that raises an
-exception whose ``retryable`` is false (``IngestRejected``, …) dead-letters it at once; any other
-exception retries it with backoff until its attempts run out. Items of a topic without a handler
-are dead-lettered with a reason, never dropped.
+(called as ``run(payload)`` with the handler's own retry settings). A handler that returns
+completes the item; one that raises an exception whose ``retryable`` is false
+(``IngestRejected``, …) dead-letters it at once; any other exception retries it with backoff
+until its attempts run out. Items of a topic without a handler are dead-lettered with a reason,
+never dropped.
 """
 
 from __future__ import annotations
