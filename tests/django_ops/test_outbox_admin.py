@@ -191,6 +191,29 @@ def test_purge_deletes_only_terminal_items(items: Items) -> None:
     assert any("Purged 2 item(s)" in n for n in notes) and any(f"#{items.ready}" in n for n in notes)
 
 
+def _admin_log(model: type[Any]) -> list[tuple[str, str, int, str]]:
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
+    entries = LogEntry.objects.filter(content_type=content_type).order_by("object_id")
+    return [(e.user.get_username(), e.object_id or "", e.action_flag, e.get_change_message()) for e in entries]
+
+
+def test_actions_are_written_to_the_admin_log_for_the_items_they_changed(items: Items) -> None:
+    from django.contrib.admin.models import CHANGE, DELETION
+
+    _act("requeue", items.dead, items.in_flight)  # the live lease is left alone: not logged
+    _act("purge", items.completed)
+    assert _admin_log(OutboxItem) == sorted(
+        [
+            (f"actor-requeue-{items.dead}", str(items.dead), CHANGE, "Requeued from the admin."),
+            (f"actor-purge-{items.completed}", str(items.completed), DELETION, "Purged from the admin."),
+        ],
+        key=lambda entry: entry[1],
+    )
+
+
 def _changelist_queries(client: Client, per_page: int) -> int:
     from headrace.django.admin import OutboxItemAdmin
 

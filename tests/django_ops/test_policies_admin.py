@@ -110,6 +110,29 @@ def test_edit_enable_disable_delete(operator: Client, store: DjangoPolicies) -> 
     assert operator.get(URL + "p1/change/").status_code == 404
 
 
+def test_every_change_is_written_to_the_admin_log(operator: Client, store: DjangoPolicies) -> None:
+    from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+
+    from headrace.django.models import Policy
+
+    _create(operator)
+    operator.post(URL + "p1/change/", {"mode": "yaml", "document": DOC.replace("2", "5")})
+    operator.post(URL + "p1/enable/")
+    operator.post(URL + "p1/run-now/")
+    operator.post(URL + "p1/delete/")
+    entries = LogEntry.objects.filter(object_id="p1").order_by("pk")
+    assert {e.content_type.model_class() for e in entries} == {Policy}
+    assert {e.user.get_username() for e in entries} == {"policy-operator"}
+    logged = [(e.action_flag, e.get_change_message()) for e in entries]
+    assert logged[:3] == [
+        (ADDITION, "Policy created (enabled) from the admin."),
+        (CHANGE, "Policy saved (disabled) from the admin."),
+        (CHANGE, "Policy enabled from the admin."),
+    ]
+    assert logged[3][0] == CHANGE and logged[3][1].startswith("Run requested from the admin (outbox item #")
+    assert logged[4:] == [(DELETION, "Policy deleted from the admin.")]
+
+
 def test_run_now_enqueues_a_run_request_and_runs_are_listed(operator: Client, store: DjangoPolicies) -> None:
     from headrace.django.testing import assert_enqueued
 

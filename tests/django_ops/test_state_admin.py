@@ -137,6 +137,10 @@ def test_bridges_page_and_run_now(committed: Any) -> None:
         operator = staff_client("b-operator", "headrace.view_bridge", "headrace.run_now_bridge")
         done = operator.post("/admin/headrace/bridge/", {"action": "run_now", "_selected_action": [rows[0].pk]})
         assert done.status_code == 302
+        from django.contrib.admin.models import LogEntry
+
+        [entry] = LogEntry.objects.filter(object_id=str(rows[0].pk), user__username="b-operator")
+        assert entry.get_change_message() == "Made due now from the admin."
         assert [r.ok for r in run_due_bridges([bridge], store=store)] == [True]
         assert operator.get("/admin/headrace/bridge/").context["cl"].result_list[0].attempts == 2
     finally:

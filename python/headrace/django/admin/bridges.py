@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from headrace.django import operations
+from headrace.django.admin.audit import log_admin_change
 from headrace.django.admin_base import BaseModelAdmin, PermissionMixin, truncate
 from headrace.django.models import Bridge
 
@@ -73,6 +74,7 @@ class BridgeAdmin(PermissionMixin, BaseModelAdmin):
     def run_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         ids = [int(pk) for pk in queryset.values_list("pk", flat=True)]
         result = operations.run_items_now(ids)
+        log_admin_change(request, Bridge, result.changed, "Made due now from the admin.")
         if result.changed:
             self.message_user(
                 request, f"{len(result.changed)} bridge(s) due now; a worker runs them shortly.", messages.SUCCESS

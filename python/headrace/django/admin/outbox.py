@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 
 from headrace.django import operations
+from headrace.django.admin.audit import CHANGE, DELETION, log_admin_change
 from headrace.django.admin_base import BaseModelAdmin, PermissionMixin, SearchMixin, pretty_json, truncate
 from headrace.django.models import Invocation, InvocationHistory, OutboxItem
 
@@ -213,8 +214,11 @@ class OutboxItemAdmin(PermissionMixin, SearchMixin, BaseModelAdmin):
 
     # -- actions (each through the core, each behind its own permission) ------------------------
 
-    def _report(self, request: HttpRequest, verb: str, result: operations.ActionResult, why: str) -> None:
+    def _report(
+        self, request: HttpRequest, verb: str, result: operations.ActionResult, why: str, flag: int = CHANGE
+    ) -> None:
         log.info("%s %s outbox items %s (skipped %s)", request.user, verb, result.changed, result.skipped)
+        log_admin_change(request, OutboxItem, result.changed, f"{verb.capitalize()} from the admin.", flag)
         if result.changed:
             self.message_user(request, f"{verb.capitalize()} {len(result.changed)} item(s).", messages.SUCCESS)
         if result.skipped:
@@ -244,4 +248,4 @@ class OutboxItemAdmin(PermissionMixin, SearchMixin, BaseModelAdmin):
     @admin.action(description="Purge selected completed or failed items", permissions=["purge"])
     def purge(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         result = operations.purge_items(self._ids(queryset), using=self._db())
-        self._report(request, "purged", result, "still pending or processing")
+        self._report(request, "purged", result, "still pending or processing", DELETION)

@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
+from headrace.django.admin.audit import ADDITION, CHANGE, DELETION, log_admin_change
 from headrace.django.admin_base import BaseModelAdmin
 from headrace.django.models import Policy
 from headrace.django.policies import DjangoPolicies, PolicyInvalid, open_policies, request_run_now, validate_policy
@@ -201,8 +202,17 @@ class PolicyAdmin(BaseModelAdmin):
                     except PolicyInvalid as exc:
                         form.add_error(None, str(exc))
                     else:
-                        policies.set_enabled(target, bool(form.cleaned_data.get("enabled")))
+                        enabled = bool(form.cleaned_data.get("enabled"))
+                        policies.set_enabled(target, enabled)
                         verb = "saved" if editing else "created"
+                        state = "enabled" if enabled else "disabled"
+                        log_admin_change(
+                            request,
+                            Policy,
+                            [target],
+                            f"Policy {verb} ({state}) from the admin.",
+                            CHANGE if editing else ADDITION,
+                        )
                         self.message_user(
                             request, f"Policy {target!r} {verb}; running workers apply it within seconds."
                         )
@@ -224,6 +234,7 @@ class PolicyAdmin(BaseModelAdmin):
                 policies.state.close()
             if not deleted:
                 raise Http404(f"policy {name!r} is not stored")
+            log_admin_change(request, Policy, [name], "Policy deleted from the admin.", DELETION)
             self.message_user(request, f"Policy {name!r} deleted; running workers stop it within seconds.")
             return HttpResponseRedirect(self._url("changelist"))
         context = self._context(request, f"Delete policy {name}?", name=name)
@@ -252,6 +263,7 @@ class PolicyAdmin(BaseModelAdmin):
             policies.set_enabled(name, enabled)
         finally:
             policies.state.close()
+        log_admin_change(request, Policy, [name], f"Policy {'enabled' if enabled else 'disabled'} from the admin.")
         self.message_user(request, f"Policy {name!r} {'enabled' if enabled else 'disabled'}.")
         return HttpResponseRedirect(self._url("changelist"))
 
@@ -272,6 +284,7 @@ class PolicyAdmin(BaseModelAdmin):
         if not stored:
             raise Http404(f"policy {name!r} is not stored")
         item = request_run_now(name)
+        log_admin_change(request, Policy, [name], f"Run requested from the admin (outbox item #{item}).")
         self.message_user(
             request, f"Run of {name!r} requested (outbox item #{item}); a worker runs it shortly.", messages.SUCCESS
         )
