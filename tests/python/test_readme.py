@@ -67,7 +67,6 @@ def readme_blocks() -> list[Block]:
 class Harness:
     prelude: str = ""  # placeholders for "your code here", run first in the block's namespace
     check: str = ""  # run after the block, in its namespace: what the block's comments promise
-    module: str = "__main__"  # the module the block runs as
 
 
 # Keyed by the block's first line. Every prelude only stands in for the reader's own code.
@@ -131,7 +130,7 @@ HARNESS: dict[str, Harness] = {
             assert upserted == [{"contact": 42}], upserted
         """,
     ),
-    # Policy runner: the block is the module `my_integration` its policy's `config.package` names.
+    # Policy runner: its policy names the backend as "__main__:Inventory", the block's own class.
     "from headrace import Backend, Metadata, PolicyManager, OutboxSink, OutboxStore": Harness(
         # A quarter-hour tick may add a scheduled run of its own: look for the manual one.
         check="""
@@ -139,15 +138,14 @@ HARNESS: dict[str, Harness] = {
             assert [(str(r.status), r.entity_count) for r in manual] == [("completed", 2)], manual
             assert store.stats()["pending"] >= 1, store.stats()
         """,
-        module="my_integration",
     ),
 }
 
 SCRIPT = """\
 import sys, textwrap, types
-module = types.ModuleType({module!r})
+module = types.ModuleType('__main__')
 module.__dict__["__builtins__"] = __builtins__
-sys.modules[{module!r}] = module
+sys.modules['__main__'] = module
 exec(compile({prelude!r}, "<prelude of README.md:{line}>", "exec"), module.__dict__)
 exec(compile("\\n" * {offset} + {source!r}, "README.md", "exec"), module.__dict__)
 exec(compile({check!r}, "<check of README.md:{line}>", "exec"), module.__dict__)
@@ -157,7 +155,6 @@ exec(compile({check!r}, "<check of README.md:{line}>", "exec"), module.__dict__)
 def run_block(block: Block, source: str, cwd: Path) -> None:
     harness = HARNESS.get(block.first_line, Harness())
     script = SCRIPT.format(
-        module=harness.module,
         prelude=textwrap.dedent(harness.prelude),
         check=textwrap.dedent(harness.check),
         line=block.line,
