@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 RATIO = "\u00d7"  # MULTIPLICATION SIGN, as in "2.50x"
-PEER_PACKAGES = ["pgqueuer", "procrastinate", "huey", "pynenc", "pynenc-rustvello", "orb-worker", "django-tasks"]
+PEER_PACKAGES = ["pgqueuer", "procrastinate", "huey", "pynenc", "pynenc-rustvello", "django-tasks", "django-tasks-db"]
 
 
 def summarise(table: list[Any], median: Callable[[list[float]], float]) -> list[dict[str, Any]]:
@@ -77,6 +77,21 @@ def machine(pg_url: str) -> dict[str, str]:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             pass
+    try:  # orb-worker lives in a venv of its own (hooks.ORB_PYTHON)
+        import subprocess
+
+        from hooks import ORB_PYTHON
+
+        found = subprocess.run(
+            [str(ORB_PYTHON), "-c", "from importlib.metadata import version; print(version('netboxlabs-orb-worker'))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if found.returncode == 0:
+            versions.append(f"orb-worker {found.stdout.strip()}")
+    except OSError:
+        pass
     load = os.getloadavg()
     return {
         "cores": str(os.cpu_count()),
