@@ -23,6 +23,7 @@ conformance!(
     excluded_topics_are_never_claimed,
     mark_success_many_completes_items,
     partial_acknowledgement_completes_live_leases_and_reports_lost_ones,
+    complete_and_claim_acknowledges_one_batch_and_claims_the_next,
     a_worker_without_a_live_lease_changes_nothing,
     unknown_ids_are_not_found,
     mark_retry_uses_the_backoff_of_the_retry_policy,
@@ -281,6 +282,77 @@ async fn mark_success_many_completes_items(engine: Engine) {
     assert_eq!(stats["pending"], 0);
     assert_eq!(stats["failed"], 0);
     f.store.mark_success_many(&[], "w").await.unwrap();
+}
+
+async fn complete_and_claim_acknowledges_one_batch_and_claims_the_next(engine: Engine) {
+    let Some(f) = Fixture::new(engine).await else {
+        return;
+    };
+    for n in 0..5 {
+        f.enqueue(if n == 3 { "other" } else { "t" }, &n.to_string())
+            .await;
+    }
+    let filter = ClaimFilter {
+        exclude_topics: vec!["other".into()],
+        ..ClaimFilter::default()
+    };
+    // Nothing to acknowledge yet: a plain claim, in claim order, honouring the filter.
+    let (acked, first) = f
+        .store
+        .complete_and_claim(&[], "w", 2, &filter)
+        .await
+        .unwrap();
+    acked.unwrap();
+    assert_eq!(first.len(), 2);
+    let (acked, second) = f
+        .store
+        .complete_and_claim(&ids(&first), "w", 10, &filter)
+        .await
+        .unwrap();
+    acked.unwrap();
+    assert_eq!(
+        ids(&second).len(),
+        2,
+        "the rest of the due items outside the excluded topic"
+    );
+    for item in &second {
+        assert!(item.topic == "t" && item.status == OutboxStatus::Processing);
+        assert_eq!(item.lease_owner.as_deref(), Some("w"));
+        assert_eq!(item.attempts, 1);
+    }
+    assert!(second[0].id < second[1].id, "claim order");
+    for id in ids(&first) {
+        assert_eq!(
+            f.store.get(id).await.unwrap().status,
+            OutboxStatus::Completed
+        );
+    }
+    // An item this worker does not hold: LeaseLost for it, the others are acknowledged.
+    let theirs = f.store.claim_batch("w2", 1, None).await.unwrap();
+    let mut acknowledge = ids(&second);
+    acknowledge.push(theirs[0].id);
+    let (acked, third) = f
+        .store
+        .complete_and_claim(&acknowledge, "w", 10, &ClaimFilter::default())
+        .await
+        .unwrap();
+    match acked {
+        Err(Error::LeaseLost { item_ids, .. }) => assert_eq!(item_ids, ids(&theirs)),
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    assert!(third.is_empty(), "nothing else is due");
+    for id in ids(&second) {
+        assert_eq!(
+            f.store.get(id).await.unwrap().status,
+            OutboxStatus::Completed
+        );
+    }
+    assert_eq!(
+        f.store.get(theirs[0].id).await.unwrap().status,
+        OutboxStatus::Processing
+    );
+    let stats = f.store.stats().await.unwrap();
+    assert_eq!((stats["completed"], stats["processing"]), (4, 1));
 }
 
 async fn partial_acknowledgement_completes_live_leases_and_reports_lost_ones(engine: Engine) {

@@ -39,6 +39,7 @@ pub const POSTGRES: &[Migration] = &[
     migration!("postgres", "0007_pynenc"),
     migration!("postgres", "0010_outbox_notify"),
     migration!("postgres", "0011_outbox_dedupe_lookup"),
+    migration!("postgres", "0012_outbox_ack_claim"),
 ];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS headrace_schema_migrations (

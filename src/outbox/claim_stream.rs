@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-type ClaimFuture = Pin<Box<dyn Future<Output = Result<Vec<OutboxItem>>> + Send>>;
+/// One claim's result, to come.
+pub type ClaimFuture = Pin<Box<dyn Future<Output = Result<Vec<OutboxItem>>> + Send>>;
 
 /// Makes one claim; called for every batch (it may record metrics or hold leases too).
 pub type ClaimFn = Arc<dyn Fn() -> ClaimFuture + Send + Sync>;
@@ -55,6 +56,18 @@ impl ClaimStream {
         if !self.closed && self.ahead.is_none() {
             self.ahead = Some(tokio::spawn((self.claim)()));
         }
+    }
+
+    /// Like [`ClaimStream::claim_ahead`], but the claim ahead is `claim` (e.g. one that also
+    /// acknowledges the batch just handled, in the same round trip). After
+    /// [`ClaimStream::close`], or while a claim ahead is running, `claim` is not started and is
+    /// given back.
+    pub fn claim_ahead_with(&mut self, claim: ClaimFuture) -> Option<ClaimFuture> {
+        if self.closed || self.ahead.is_some() {
+            return Some(claim);
+        }
+        self.ahead = Some(tokio::spawn(claim));
+        None
     }
 
     /// Whether [`ClaimStream::close`] was called.
@@ -148,6 +161,32 @@ mod tests {
         assert!(
             stream.next().await.unwrap().is_empty(),
             "a fresh empty claim ends the look"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_given_claim_ahead_is_handed_out_next_and_refused_once_closed() {
+        let (claim, calls) = scripted(vec![vec![1]]);
+        let mut stream = ClaimStream::new(claim);
+        assert_eq!(ids(&stream.next().await.unwrap()), vec![1]);
+        let given: ClaimFuture = Box::pin(async { Ok(vec![item(7), item(8)]) });
+        assert!(stream.claim_ahead_with(given).is_none(), "started");
+        let second: ClaimFuture = Box::pin(async { Ok(vec![item(9)]) });
+        assert!(
+            stream.claim_ahead_with(second).is_some(),
+            "refused while one is running"
+        );
+        assert_eq!(ids(&stream.next().await.unwrap()), vec![7, 8]);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            1,
+            "the stream's own claim was not used"
+        );
+        stream.close().await;
+        let late: ClaimFuture = Box::pin(async { Ok(vec![item(10)]) });
+        assert!(
+            stream.claim_ahead_with(late).is_some(),
+            "refused once closed"
         );
     }
 

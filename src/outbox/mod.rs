@@ -248,6 +248,26 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
         Ok(self.enqueue_many(vec![item]).await?[0])
     }
 
+    /// Marks `completed` done (as [`OutboxStore::mark_success_many`]) and claims the next batch
+    /// (as [`OutboxStore::claim`]): a worker's acknowledgement of one batch and its claim of the
+    /// next, in one round trip where the database allows it. Returns the acknowledgement's own
+    /// result (`LeaseLost`/`NotFound` for items not acknowledged) beside the claimed items; an
+    /// `Err` outside means neither is known to have happened.
+    async fn complete_and_claim(
+        &self,
+        completed: &[i64],
+        worker_id: &str,
+        limit: i64,
+        filter: &ClaimFilter,
+    ) -> Result<(Result<()>, Vec<OutboxItem>)> {
+        let acknowledged = match self.mark_success_many(completed, worker_id).await {
+            Ok(()) => Ok(()),
+            Err(err @ (Error::LeaseLost { .. } | Error::NotFound(_))) => Err(err),
+            Err(err) => return Err(err),
+        };
+        Ok((acknowledged, self.claim(worker_id, limit, filter).await?))
+    }
+
     /// Marks one item completed (see [`OutboxStore::mark_success_many`]).
     async fn mark_success(&self, item_id: i64, worker_id: &str) -> Result<()> {
         self.mark_success_many(&[item_id], worker_id).await

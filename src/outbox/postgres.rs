@@ -33,6 +33,15 @@ pub const CLAIM: &str = concat!(
     " FROM headrace_outbox_claim($1, $2, $3, $4, $5, $6, $7) o"
 );
 
+/// Acknowledges one batch and claims the next through `headrace_outbox_ack_claim` (migration
+/// `0012_outbox_ack_claim`): the acknowledged rows come first with status `completed` (their
+/// payload left out), then the claimed ones.
+pub const ACK_CLAIM: &str = "SELECT o.id, o.topic, \
+     CASE WHEN o.status = 'completed' THEN NULL ELSE o.payload::text END AS payload, o.status, \
+     o.priority, o.attempts, o.max_attempts, o.run_at, o.lease_owner, o.lease_expires_at, \
+     o.last_error, o.dedupe_key, o.trace_id, o.created_at, o.updated_at \
+     FROM headrace_outbox_ack_claim($1, $2, $3, $4, $5, $6, $7, $8) o";
+
 /// Acknowledges through `headrace_outbox_ack` (migration `0006_relaxed_commit`): the items still leased
 /// to the worker become completed; returns their ids.
 pub const ACK: &str = "SELECT headrace_outbox_ack($1, $2, $3)";
@@ -144,6 +153,25 @@ impl SkipLockedClaimOutboxStore {
     /// The underlying pool (for LISTEN/NOTIFY and tests).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// `Ok` when every requested item was acknowledged; else `LeaseLost` (or `NotFound` for an
+    /// item that does not exist), found with one more query.
+    async fn check_acknowledged(
+        &self,
+        requested: &[i64],
+        acknowledged: &[i64],
+        worker_id: &str,
+    ) -> Result<()> {
+        if acknowledged.len() == requested.len() {
+            return Ok(());
+        }
+        let existing: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM headrace_outbox WHERE id = ANY($1)")
+                .bind(requested)
+                .fetch_all(&self.pool)
+                .await?;
+        unacknowledged(requested, acknowledged, &existing, worker_id)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -319,15 +347,56 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .bind(self.now())
             .fetch_all(&self.pool)
             .await?;
-        if acknowledged.len() == item_ids.len() {
-            return Ok(());
+        self.check_acknowledged(item_ids, &acknowledged, worker_id)
+            .await
+    }
+
+    async fn complete_and_claim(
+        &self,
+        completed: &[i64],
+        worker_id: &str,
+        limit: i64,
+        filter: &ClaimFilter,
+    ) -> Result<(Result<()>, Vec<OutboxItem>)> {
+        validate::key("worker_id", worker_id)?;
+        let limit = check_limit(limit)?;
+        let now = self.now();
+        let rows = sqlx::query(ACK_CLAIM)
+            .bind(completed)
+            .bind(worker_id)
+            .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+            .bind(now)
+            .bind(now + self.config.lease)
+            .bind(filter.due_by.unwrap_or(now))
+            .bind(&filter.topics)
+            .bind(&filter.exclude_topics)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut acknowledged = Vec::with_capacity(completed.len());
+        let mut items = Vec::with_capacity(limit);
+        for row in &rows {
+            let status: &str = row.try_get("status")?;
+            if status == "completed" {
+                acknowledged.push(row.try_get::<i64, _>("id")?);
+            } else {
+                items.push(read_item(row)?);
+            }
         }
-        let existing: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM headrace_outbox WHERE id = ANY($1)")
-                .bind(item_ids)
-                .fetch_all(&self.pool)
-                .await?;
-        unacknowledged(item_ids, &acknowledged, &existing, worker_id)
+        items.sort_by_key(OutboxItem::claim_order_key);
+        let checked = self
+            .check_acknowledged(completed, &acknowledged, worker_id)
+            .await;
+        match checked {
+            Err(err @ (Error::LeaseLost { .. } | Error::NotFound(_))) => Ok((Err(err), items)),
+            Err(err) => {
+                // The claim committed but cannot be handed out with an unknown acknowledgement:
+                // give it back rather than leave it leased until the reaper comes.
+                let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+                let _ = self.release(&ids, worker_id).await;
+                Err(err)
+            }
+            Ok(()) => Ok((Ok(()), items)),
+        }
     }
 
     async fn mark_retry(

@@ -6,7 +6,7 @@ use super::{
     WorkerReport,
 };
 use crate::error::{Error, Result};
-use crate::outbox::claim_stream::ClaimStream;
+use crate::outbox::claim_stream::{ClaimFuture, ClaimStream, finish};
 use crate::outbox::retry::retry_at_after;
 use crate::outbox::{
     ClaimFilter, FailureDecision, OutboxItem, OutboxStatus, OutboxStore, RetryPolicy,
@@ -173,14 +173,27 @@ async fn claim(shared: Arc<Shared>) -> Result<Vec<OutboxItem>> {
     Ok(items)
 }
 
-/// One lane: claim → handle → acknowledge, claiming the next batch while handlers run.
+/// One lane: claim → handle → acknowledge. The next batch is claimed while handlers run, and
+/// the acknowledgement of a batch shares one round trip with the claim after the next
+/// ([`OutboxStore::complete_and_claim`]): a lane holds the batch it handles and one claimed
+/// ahead, and sends one statement per batch.
 async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
     let config = &shared.config;
-    let work = shared.store.work_signal().await?;
+    // A drain never waits for work, so it does not listen for it (on PostgreSQL that would
+    // open one more connection).
+    let work = if until_empty {
+        Arc::new(Notify::new())
+    } else {
+        shared.store.work_signal().await?
+    };
     let mut report = WorkerReport::default();
+    // Batches acknowledged by a claim made ahead (counted once their acknowledgement is done).
+    let acknowledged = Arc::new(std::sync::Mutex::new(WorkerReport::default()));
     let claimer = shared.clone();
     let mut stream = ClaimStream::new(Arc::new(move || Box::pin(claim(claimer.clone()))));
-    let outcome = loop {
+    // Handed out by the stream and not handled yet.
+    let mut in_hand: Vec<OutboxItem> = Vec::new();
+    let mut outcome = loop {
         if shared.stop.is_set() {
             break Ok(());
         }
@@ -189,14 +202,18 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
         tokio::pin!(work_arrived, stopping);
         work_arrived.as_mut().enable();
         stopping.as_mut().enable();
-        let items = match stream.next().await {
-            Ok(items) => items,
-            Err(err) if until_empty => break Err(err),
-            Err(err) => {
-                tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "claim failed; retrying after the poll interval");
-                tokio::select! { _ = &mut stopping => {}, _ = tokio::time::sleep(config.poll_interval) => {} }
-                continue;
+        let items = if in_hand.is_empty() {
+            match stream.next().await {
+                Ok(items) => items,
+                Err(err) if until_empty => break Err(err),
+                Err(err) => {
+                    tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "claim failed; retrying after the poll interval");
+                    tokio::select! { _ = &mut stopping => {}, _ = tokio::time::sleep(config.poll_interval) => {} }
+                    continue;
+                }
             }
+        } else {
+            std::mem::take(&mut in_hand)
         };
         if items.is_empty() {
             if until_empty {
@@ -214,17 +231,74 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
         }
         let span =
             tracing::info_span!("outbox.batch", worker = %config.worker_id, items = items.len());
-        match tracing::Instrument::instrument(process_batch(&shared, items), span).await {
-            Ok(batch) => report.add(&batch),
+        let handled = match tracing::Instrument::instrument(process_batch(&shared, items), span)
+            .await
+        {
+            Ok(Batch::Handled(handled)) => handled,
+            Ok(Batch::Abandoned(abandoned)) => {
+                report.add(&abandoned);
+                continue;
+            }
             Err(err) if until_empty => break Err(err),
             Err(err) => {
-                tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "acknowledging a batch failed; its leases will expire and the reaper will return the items");
+                tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "settling a batch failed; its leases will expire and the reaper will return the items");
+                continue;
+            }
+        };
+        if shared.stop.is_set() {
+            // No further claim: the acknowledgement goes alone.
+            match acknowledge(&shared, handled).await {
+                Ok(batch) => report.add(&batch),
+                Err(err) if until_empty => break Err(err),
+                Err(err) => ack_failed(config, &err),
+            }
+            continue;
+        }
+        // The batch claimed ahead is next; the claim after it carries this acknowledgement.
+        match stream.next().await {
+            Ok(next) => in_hand = next,
+            Err(err) => {
+                match acknowledge(&shared, handled).await {
+                    Ok(batch) => report.add(&batch),
+                    Err(ack_err) if until_empty => break Err(ack_err),
+                    Err(ack_err) => ack_failed(config, &ack_err),
+                }
+                if until_empty {
+                    break Err(err);
+                }
+                tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "claim failed; retrying after the poll interval");
+                tokio::select! { _ = &mut stopping => {}, _ = tokio::time::sleep(config.poll_interval) => {} }
+                continue;
+            }
+        }
+        let ack_and_claim: ClaimFuture = Box::pin(complete_and_claim(
+            shared.clone(),
+            handled,
+            acknowledged.clone(),
+        ));
+        if let Some(refused) = stream.claim_ahead_with(ack_and_claim) {
+            // Not expected (the stream is open and idle): make it here instead.
+            match refused.await {
+                Ok(more) => in_hand.extend(more),
+                Err(err) if until_empty => break Err(err),
+                Err(err) => ack_failed(config, &err),
             }
         }
     };
-    let ahead = stream.close().await;
-    if !ahead.is_empty() {
-        let ids: Vec<i64> = ahead.iter().map(|i| i.id).collect();
+    if let Some(ahead) = stream.detach_ahead() {
+        match finish(ahead).await {
+            Ok(claimed) => in_hand.extend(claimed),
+            Err(err) => {
+                ack_failed(config, &err);
+                if until_empty && outcome.is_ok() {
+                    outcome = Err(err);
+                }
+            }
+        }
+    }
+    report.add(&acknowledged.lock().expect("report poisoned"));
+    if !in_hand.is_empty() {
+        let ids: Vec<i64> = in_hand.iter().map(|i| i.id).collect();
         shared.leases.let_go(&ids);
         // Claimed ahead and never handed to a handler: give it back. Not counted as released
         // in the report, which counts items whose handling the stop interrupted.
@@ -233,6 +307,59 @@ async fn lane(shared: Arc<Shared>, until_empty: bool) -> Result<WorkerReport> {
         }
     }
     outcome.map(|()| report)
+}
+
+fn ack_failed(config: &WorkerConfig, err: &Error) {
+    tracing::warn!(target: "headrace.worker", worker = %config.worker_id, %err, "acknowledging a batch failed; its leases will expire and the reaper will return the items");
+}
+
+/// Acknowledges `handled` and claims the next batch in one call; the batch's report is added to
+/// `acknowledged` once its acknowledgement is done.
+async fn complete_and_claim(
+    shared: Arc<Shared>,
+    handled: Handled,
+    acknowledged: Arc<std::sync::Mutex<WorkerReport>>,
+) -> Result<Vec<OutboxItem>> {
+    let config = &shared.config;
+    let started = Instant::now();
+    let (acked, items) = match shared
+        .store
+        .complete_and_claim(
+            &handled.completed,
+            &config.worker_id,
+            config.batch_size,
+            &shared.claim_filter,
+        )
+        .await
+    {
+        Ok(done) => done,
+        Err(err) => {
+            shared.leases.let_go(&handled.ids);
+            return Err(err);
+        }
+    };
+    shared.leases.hold(items.iter().map(|i| i.id));
+    let topics: Vec<&str> = items.iter().map(|i| i.topic.as_str()).collect();
+    shared.metrics.record_claim(started.elapsed(), &topics);
+    match acked {
+        Ok(()) => {}
+        // The items still leased were acknowledged; the others ran after their lease lapsed.
+        Err(err @ Error::LeaseLost { .. }) => {
+            tracing::warn!(target: "headrace.worker", %err, "some completions were refused")
+        }
+        Err(err) => {
+            shared.leases.let_go(&handled.ids);
+            let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+            shared.leases.let_go(&ids);
+            if let Err(release) = shared.store.release(&ids, &config.worker_id).await {
+                tracing::warn!(target: "headrace.worker", err = %release, "could not release a claimed batch; the reaper will return it");
+            }
+            return Err(err);
+        }
+    }
+    let batch = record_settled(&shared, handled).await;
+    acknowledged.lock().expect("report poisoned").add(&batch);
+    Ok(items)
 }
 
 async fn reap_periodically(shared: Arc<Shared>, every: Duration, reaped: Arc<AtomicU64>) {
@@ -273,7 +400,26 @@ fn retry_policy<'a>(shared: &'a Shared, topic: &str) -> (&'a RetryPolicy, bool) 
     }
 }
 
-async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<WorkerReport> {
+/// What handling a batch led to.
+enum Batch {
+    /// The handlers returned: the completions are still to be acknowledged.
+    Handled(Handled),
+    /// Given up on (handler timeout or stop grace); it is settled late, by a task of its own.
+    Abandoned(WorkerReport),
+}
+
+/// A batch whose failures, retries and releases are recorded, and whose completions are not
+/// acknowledged yet.
+struct Handled {
+    report: WorkerReport,
+    completed: Vec<i64>,
+    results: Vec<SettledItem>,
+    handler_elapsed: Duration,
+    /// The batch's items, whose leases are let go once it is settled.
+    ids: Vec<i64>,
+}
+
+async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<Batch> {
     let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
     shared.leases.handing_over(&ids);
     let started = Instant::now();
@@ -299,15 +445,19 @@ async fn process_batch(shared: &Arc<Shared>, items: Vec<OutboxItem>) -> Result<W
                     }
                 }
             });
-            return Ok(WorkerReport {
+            return Ok(Batch::Abandoned(WorkerReport {
                 abandoned: ids.len() as u64,
                 ..WorkerReport::default()
-            });
+            }));
         }
     };
-    let result = settle_batch(shared, items, outcomes, started.elapsed()).await;
-    shared.leases.let_go(&ids);
-    result
+    match settle_outcomes(shared, items, outcomes, started.elapsed()).await {
+        Ok(handled) => Ok(Batch::Handled(handled)),
+        Err(err) => {
+            shared.leases.let_go(&ids);
+            Err(err)
+        }
+    }
 }
 
 /// Resolves once the batch's handler should be given up on: it ran past `handler_timeout`, or
@@ -341,9 +491,21 @@ async fn give_up(shared: &Shared) -> &'static str {
 async fn settle_batch(
     shared: &Arc<Shared>,
     items: Vec<OutboxItem>,
-    mut outcomes: Vec<Outcome>,
+    outcomes: Vec<Outcome>,
     handler_elapsed: Duration,
 ) -> Result<WorkerReport> {
+    let handled = settle_outcomes(shared, items, outcomes, handler_elapsed).await?;
+    acknowledge(shared, handled).await
+}
+
+/// Retries, dead-letters or releases each item by its outcome; the completions are left to
+/// acknowledge.
+async fn settle_outcomes(
+    shared: &Arc<Shared>,
+    items: Vec<OutboxItem>,
+    mut outcomes: Vec<Outcome>,
+    handler_elapsed: Duration,
+) -> Result<Handled> {
     let worker_id = &shared.config.worker_id;
     if outcomes.len() != items.len() {
         let message = format!(
@@ -355,6 +517,7 @@ async fn settle_batch(
         outcomes.resize(items.len(), Outcome::retry(message));
     }
 
+    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
     let now = shared.store.config().clock.now();
     let mut report = WorkerReport::default();
     let mut completed = Vec::new();
@@ -396,21 +559,49 @@ async fn settle_batch(
         });
     }
     report.processed = report.completed + report.retried + report.failed;
-    match shared.store.mark_success_many(&completed, worker_id).await {
+    shared.store.release(&unstarted, worker_id).await?;
+    Ok(Handled {
+        report,
+        completed,
+        results,
+        handler_elapsed,
+        ids,
+    })
+}
+
+/// Acknowledges a handled batch's completions on their own.
+async fn acknowledge(shared: &Arc<Shared>, handled: Handled) -> Result<WorkerReport> {
+    match shared
+        .store
+        .mark_success_many(&handled.completed, &shared.config.worker_id)
+        .await
+    {
+        Ok(()) => {}
         // The items still leased were acknowledged; the others ran after their lease lapsed.
         Err(err @ Error::LeaseLost { .. }) => {
             tracing::warn!(target: "headrace.worker", %err, "some completions were refused")
         }
-        other => other?,
+        Err(err) => {
+            shared.leases.let_go(&handled.ids);
+            return Err(err);
+        }
     }
-    shared.store.release(&unstarted, worker_id).await?;
-    let counted: Vec<(&str, Settled)> = results
+    Ok(record_settled(shared, handled).await)
+}
+
+/// Records a settled batch: its leases are let go, its metrics counted, the hooks told.
+async fn record_settled(shared: &Arc<Shared>, handled: Handled) -> WorkerReport {
+    shared.leases.let_go(&handled.ids);
+    let counted: Vec<(&str, Settled)> = handled
+        .results
         .iter()
         .map(|r| (r.item.topic.as_str(), r.settled))
         .collect();
-    shared.metrics.record_batch(&counted, handler_elapsed);
-    shared.handler.settled(results).await;
-    Ok(report)
+    shared
+        .metrics
+        .record_batch(&counted, handled.handler_elapsed);
+    shared.handler.settled(handled.results).await;
+    handled.report
 }
 
 /// Dead-letters or schedules the retry of a failed item; returns where it ended up.

@@ -45,32 +45,43 @@ def fill(url: str, pending: int) -> None:
         )
 
 
-def explained_claims(url: str, times: int, *, generic: bool = False) -> list[dict[str, Any]]:
-    """Claims ``times`` batches of 10 and returns the plan of each UPDATE run inside the function."""
-    plans: list[dict[str, Any]] = []
+def explaining(conn: Any, plans: list[dict[str, Any]], *, generic: bool = False) -> None:
+    """From now on, the plan of every statement ``conn`` runs (nested ones too) goes to ``plans``."""
 
     def on_notice(diag: Any) -> None:
         message = diag.message_primary or ""
         if "plan:" in message:
             plans.append(json.loads(message.split("plan:", 1)[1]))
 
+    conn.add_notice_handler(on_notice)
+    conn.execute("LOAD 'auto_explain'")
+    for setting, value in {
+        "auto_explain.log_min_duration": "0",
+        "auto_explain.log_nested_statements": "on",
+        "auto_explain.log_format": "json",
+        "auto_explain.log_level": "notice",
+        "client_min_messages": "notice",
+        "plan_cache_mode": "force_generic_plan" if generic else "auto",
+    }.items():
+        conn.execute(f"SET {setting} = '{value}'")
+
+
+def explained_claims(url: str, times: int, *, generic: bool = False) -> list[dict[str, Any]]:
+    """Claims ``times`` batches of 10 and returns the plan of each UPDATE run inside the function."""
+    plans: list[dict[str, Any]] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.add_notice_handler(on_notice)
-        conn.execute("LOAD 'auto_explain'")
-        for setting, value in {
-            "auto_explain.log_min_duration": "0",
-            "auto_explain.log_nested_statements": "on",
-            "auto_explain.log_format": "json",
-            "auto_explain.log_level": "notice",
-            "client_min_messages": "notice",
-            "plan_cache_mode": "force_generic_plan" if generic else "auto",
-        }.items():
-            conn.execute(f"SET {setting} = '{value}'")
+        explaining(conn, plans, generic=generic)
         for _ in range(times):
             claimed = conn.execute(CLAIM, {"worker": "plan-test", "limit": 10}).fetchall()
             assert len(claimed) == 10
             assert [row[1] for row in claimed] == [2] * 10, "the claim takes the highest priority first"
     return [plan["Plan"] for plan in plans if plan["Query Text"].lstrip().startswith("WITH picked")]
+
+
+ACK_CLAIM = (
+    "SELECT id, status FROM headrace_outbox_ack_claim("
+    "%(ack)s, %(worker)s, %(limit)s, now(), now() + interval '5 minutes', now(), NULL, '{}')"
+)
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -185,3 +196,34 @@ def test_claim_and_ack_commit_without_waiting_for_the_disk_unless_asked(pg_url: 
     assert between == "on", "the relaxed commit must not leak past the claim's own transaction"
     store = OutboxStore.connect(pg_url)
     assert store.stats()["completed"] == 5, "acknowledged items are completed once committed"
+
+
+@pytest.mark.parametrize("analyze", [False, True], ids=["fresh", "analyzed"])
+def test_ack_and_next_claim_share_one_call_with_both_plans_index_driven(pg_url: str, analyze: bool) -> None:
+    """The worker's one statement per batch: acknowledges the batch handled (rows returned as
+    completed) and claims the next (rows returned as processing), both through an index."""
+    fill(pg_url, 3000)
+    if analyze:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ANALYZE headrace_outbox")
+    plans: list[dict[str, Any]] = []
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        claimed = [row[0] for row in conn.execute(CLAIM, {"worker": "fused", "limit": 10}).fetchall()]
+        explaining(conn, plans)
+        for _ in range(7):
+            rows = conn.execute(ACK_CLAIM, {"ack": claimed, "worker": "fused", "limit": 10}).fetchall()
+            assert sorted(i for i, status in rows if status == "completed") == sorted(claimed)
+            claimed = [i for i, status in rows if status == "processing"]
+            assert len(claimed) == 10 and len(rows) == 20
+        # An acknowledgement of items not held (here: by another worker) acknowledges nothing.
+        rows = conn.execute(ACK_CLAIM, {"ack": claimed, "worker": "someone-else", "limit": 0}).fetchall()
+        assert rows == []
+    assert_index_driven([p["Plan"] for p in plans if p["Query Text"].lstrip().startswith("WITH picked")], 7)
+    acks = [p["Plan"] for p in plans if p["Query Text"].lstrip().startswith("UPDATE")]
+    assert len(acks) == 8
+    for plan in acks:
+        kinds = [(node["Node Type"], node.get("Index Name")) for node in nodes(plan)]
+        assert {("Index Scan", "headrace_outbox_pkey"), ("Index Scan", "headrace_outbox_lease")} & set(kinds), kinds
+        assert not {"Seq Scan", "Bitmap Heap Scan"} & {kind for kind, _ in kinds}, kinds
+    stats = OutboxStore.connect(pg_url).stats()
+    assert (stats["completed"], stats["processing"]) == (70, 10)
