@@ -430,6 +430,70 @@ async fn enforcing_follows_entry_time_within_a_batch(engine: Engine) {
     s.close().await.unwrap();
 }
 
+/// Durable writers at the same time on one handle (on PostgreSQL one of them at a time takes
+/// the store's write connection, the others pool connections): every write lands, in order
+/// per writer, and the handle keeps working afterwards.
+async fn concurrent_durable_writers_all_land(engine: Engine) {
+    let Some((_db, s)) = state(engine, Durability::Durable, Transitions::Record).await else {
+        return;
+    };
+    let s = std::sync::Arc::new(s);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for n in 0..10 {
+                    let id = format!("w{w}-{n}");
+                    s.write(vec![PynencWrite::UpsertInvocation(invocation(&id, None, None))])
+                        .await
+                        .unwrap();
+                    for (at, status) in [
+                        (1, PynencStatus::Registered),
+                        (2, PynencStatus::Pending),
+                        (3, PynencStatus::Running),
+                    ] {
+                        let h = entry(&id, at, status, "r", Some("r"));
+                        s.write(vec![PynencWrite::AddHistory(h)]).await.unwrap();
+                    }
+                    s.write(vec![PynencWrite::SetResult {
+                        invocation_id: id.clone(),
+                        value: format!("{w}:{n}"),
+                    }])
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for w in 0..8 {
+        for n in 0..10 {
+            let id = format!("w{w}-{n}");
+            assert!(s.get_invocation(&id).await.unwrap().is_some(), "{id}");
+            assert_eq!(
+                statuses(&s, &id).await,
+                [
+                    PynencStatus::Registered,
+                    PynencStatus::Pending,
+                    PynencStatus::Running
+                ],
+                "{id}"
+            );
+            let expected = format!("{w}:{n}");
+            assert_eq!(s.get_result(&id).await.unwrap().as_deref(), Some(expected.as_str()));
+        }
+    }
+    assert_eq!(s.invocations_in_range(0, 10, 1000, 0).await.unwrap().len(), 80);
+    s.close().await.unwrap();
+    let after = s.write(vec![PynencWrite::SetResult {
+        invocation_id: "late".into(),
+        value: "1".into(),
+    }]);
+    assert!(after.await.is_err(), "a closed store refuses writes");
+}
+
 macro_rules! on_every_store {
     ($($case:ident),* $(,)?) => {
         $(
@@ -454,4 +518,5 @@ on_every_store!(
     bad_writes_fail_before_anything_is_written,
     a_batch_applies_like_its_writes_in_order,
     enforcing_follows_entry_time_within_a_batch,
+    concurrent_durable_writers_all_land,
 );

@@ -5,7 +5,8 @@
 mod convert;
 
 use crate::bindings::errors::config_error;
-use crate::bindings::runtime::wait;
+use crate::bindings::runtime::{runtime, wait};
+use crate::error::Error;
 use crate::error::Result;
 use crate::state::pynenc::{
     Durability, HistoryEntry, PynencState, PynencStatus, PynencWrite, Refused, Transitions,
@@ -14,7 +15,52 @@ use crate::state::pynenc::{
 use convert::{InvocationRow, RefusalRow, WorkflowRunRow, invocation_row, refusal_rows};
 use pyo3::prelude::*;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a call waiting in [`wait_here`] wakes up to run Python's signal handlers.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Runs `fut` to its end on the calling thread (inside the shared runtime's context, the GIL
+/// released), running Python's signal handlers every [`SIGNAL_CHECK_INTERVAL`].
+///
+/// Unlike [`wait`], which hands the future to a runtime worker and sleeps until the worker
+/// has finished it, the caller polls the future itself: a durable call (one statement, one
+/// round trip) sends its statement without first waking a worker and waiting for it to be
+/// scheduled, which on a busy machine costs as much as the round trip. A signal handler that
+/// raises (Ctrl-C) stops the waiting, not the call: the rest of the future is handed to the
+/// runtime and finishes in the background, exactly as with [`wait`].
+fn wait_here<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    loop {
+        let finished = py.detach(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                runtime().block_on(async {
+                    tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut fut).await
+                })
+            }))
+        });
+        match finished {
+            Ok(Ok(result)) => return result.map_err(PyErr::from),
+            Ok(Err(_still_running)) => {
+                if let Err(raised) = py.check_signals() {
+                    runtime().spawn(async move {
+                        let _ = fut.await;
+                    });
+                    return Err(raised);
+                }
+            }
+            Err(_panic) => {
+                return Err(Error::Store("a task of the core failed: it panicked".into()).into());
+            }
+        }
+    }
+}
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPynencStore>()?;
@@ -99,7 +145,7 @@ impl PyPynencStore {
         F: FnOnce(Arc<PynencState>) -> Fut,
         Fut: Future<Output = Result<T>> + Send + 'static,
     {
-        wait(py, work(self.state.clone()))
+        wait_here(py, work(self.state.clone()))
     }
 
     fn write(&self, py: Python<'_>, writes: Vec<PynencWrite>) -> PyResult<Vec<Refused>> {
@@ -442,3 +488,4 @@ impl PyPynencStore {
         self.run(py, |s| async move { s.close().await })
     }
 }
+

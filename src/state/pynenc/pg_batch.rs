@@ -1,7 +1,9 @@
-//! How the PostgreSQL pynenc store applies a list of writes: at most one multi-row statement
-//! per write kind (every column bound once as an array, `unnest`ed by the server), in one
-//! transaction when there is more than one statement. A write-behind flush of thousands of
-//! writes therefore costs a handful of round trips instead of one per write.
+//! How the PostgreSQL pynenc store applies a list of writes: at most one statement per write
+//! kind, in one transaction when there is more than one statement. A kind with one row uses
+//! the plain one-row `VALUES` form (a durable call writes one item: one statement, one round
+//! trip, no `BEGIN`/`COMMIT`); with more rows, one multi-row statement (every column bound
+//! once as an array, `unnest`ed by the server), so a write-behind flush of thousands of writes
+//! costs a handful of round trips instead of one per write.
 //!
 //! Applying the writes kind by kind gives the rows that applying them one by one gives:
 //! - each kind has its own table, or (results and exceptions) its own column of one row;
@@ -18,7 +20,7 @@ use super::status::StatusRecord;
 use super::store::{PynencInvocation, PynencWrite, Refused, Transitions, WorkflowRun, check_entry};
 use crate::error::Result;
 use sqlx::postgres::PgArguments;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, Postgres};
 use std::collections::HashSet;
 use std::collections::hash_map::{Entry, HashMap};
 use std::hash::Hash;
@@ -120,11 +122,27 @@ impl<'a> Batch<'a> {
         b
     }
 
-    /// One statement per kind present.
+    /// One statement per kind present: the one-row `VALUES` form when the kind has one row
+    /// (the durable path writes one item per call: a plain insert is planned and run faster
+    /// than `unnest` over one-element arrays), the many-row `unnest` form otherwise.
     fn statements(&self, app: &str) -> Vec<Statement> {
         let mut out = Vec::new();
         let scoped = |sql: &'static str| sqlx::query(sql).bind(app.to_string());
-        if !self.invocations.rows.is_empty() {
+        if let [(id, i)] = self.invocations.rows.as_slice() {
+            let w = workflow(i);
+            out.push(
+                scoped(sql::UPSERT_INVOCATION)
+                    .bind(id.to_string())
+                    .bind(i.call_id_key.clone())
+                    .bind(i.task_id_key.clone())
+                    .bind(i.serialized_arguments.clone())
+                    .bind(i.parent_invocation_id.clone())
+                    .bind(i.parent_event_id.clone())
+                    .bind(w.map(|w| w.workflow_id.clone()))
+                    .bind(w.map(|w| w.workflow_type_key.clone()))
+                    .bind(w.and_then(|w| w.parent_workflow_id.clone())),
+            );
+        } else if !self.invocations.rows.is_empty() {
             let inv = &self.invocations;
             out.push(
                 scoped(many::UPSERT_INVOCATIONS)
@@ -141,7 +159,19 @@ impl<'a> Batch<'a> {
                     ),
             );
         }
-        if !self.history.is_empty() {
+        if let [h] = self.history.as_slice() {
+            out.push(
+                scoped(sql::INSERT_HISTORY)
+                    .bind(h.invocation_id.clone())
+                    .bind(h.timestamp_us)
+                    .bind(h.utc_offset)
+                    .bind(h.status.as_str())
+                    .bind(h.status_runner_id.clone())
+                    .bind(h.status_timestamp.clone())
+                    .bind(h.runner_context_id.clone())
+                    .bind(h.registered_by_inv_id.clone()),
+            );
+        } else if !self.history.is_empty() {
             let h = &self.history;
             out.push(
                 scoped(many::INSERT_HISTORY)
@@ -155,12 +185,18 @@ impl<'a> Batch<'a> {
                     .bind(each(h, |h| h.registered_by_inv_id.clone())),
             );
         }
-        for (sql, rows) in [
-            (many::SET_RESULTS, &self.results),
-            (many::SET_EXCEPTIONS, &self.exceptions),
-            (many::STORE_RUNNER_CONTEXTS, &self.runner_contexts),
+        for (one, sql, rows) in [
+            (sql::SET_RESULT, many::SET_RESULTS, &self.results),
+            (sql::SET_EXCEPTION, many::SET_EXCEPTIONS, &self.exceptions),
+            (
+                sql::STORE_RUNNER_CONTEXT,
+                many::STORE_RUNNER_CONTEXTS,
+                &self.runner_contexts,
+            ),
         ] {
-            if !rows.rows.is_empty() {
+            if let [(key, value)] = rows.rows.as_slice() {
+                out.push(scoped(one).bind(key.to_string()).bind(value.to_string()));
+            } else if !rows.rows.is_empty() {
                 let (keys, values) = text_pairs(rows);
                 out.push(scoped(sql).bind(keys).bind(values));
             }
@@ -214,9 +250,10 @@ fn text_pairs(rows: &Keyed<&str, &str>) -> (Vec<String>, Vec<String>) {
         .unzip()
 }
 
-/// Applies `writes` for `app` (see the module documentation); returns the refused entries.
+/// Applies `writes` for `app` on `conn` (see the module documentation); returns the refused
+/// entries.
 pub(super) async fn apply(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     app: &str,
     writes: &[PynencWrite],
     transitions: Transitions,
@@ -229,17 +266,17 @@ pub(super) async fn apply(
         let mut statements = Batch::new(writes, &HashSet::new()).statements(app);
         if statements.len() == 1 {
             // One statement is atomic by itself: one round trip, no transaction.
-            statements.remove(0).execute(pool).await?;
+            statements.remove(0).execute(&mut *conn).await?;
             return Ok(Vec::new());
         }
-        let mut tx = pool.begin().await?;
+        let mut tx = conn.begin().await?;
         for statement in statements {
             statement.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let refused = check_history(&mut tx, app, writes).await?;
     let skip = refused.iter().map(|r| r.index).collect();
     for statement in Batch::new(writes, &skip).statements(app) {
@@ -304,3 +341,4 @@ async fn check_history(
     }
     Ok(refused)
 }
+

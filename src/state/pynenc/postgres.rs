@@ -1,5 +1,6 @@
 //! PostgreSQL pynenc store: a sqlx pool; writes are applied by [`super::pg_batch`] (one
-//! multi-row statement per write kind, one transaction per batch).
+//! statement per write kind, one transaction per batch), on the store's own write connection
+//! when it is free (see [`WriteConnection`]).
 
 use super::history::HistoryEntry;
 use super::store::{
@@ -10,7 +11,9 @@ use crate::db::{connect_pg, migrate};
 use crate::error::Result;
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Connections a pynenc store opens at most.
 const MAX_CONNECTIONS: u32 = 8;
@@ -19,6 +22,56 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Debug)]
 pub struct PostgresPynencStore {
     pool: PgPool,
+    writer: WriteConnection,
+}
+
+/// One connection kept outside the pool for writes, used by whichever write finds it free
+/// (the others take a pool connection, so concurrent writers still run side by side).
+///
+/// A durable call is one statement, so its cost is its round trip and the commit's WAL flush.
+/// A pool connection adds work around that: sqlx tests every connection it takes back with a
+/// round trip of its own (a `Sync` on release, in a task it spawns), and while that runs the
+/// next call takes another connection. Keeping a connection makes a durable write exactly one
+/// round trip. A connection that failed, or whose call was cut short, is dropped, and the next
+/// write opens a new one.
+#[derive(Debug, Default)]
+struct WriteConnection {
+    busy: AtomicBool,
+    idle: Mutex<Option<PgConnection>>,
+}
+
+/// The write connection, taken by one write (released on drop).
+struct Lease<'a> {
+    owner: &'a WriteConnection,
+    /// The connection to give back (set only once the write went through).
+    give_back: Option<PgConnection>,
+}
+
+impl WriteConnection {
+    fn lease(&self) -> Option<(Lease<'_>, Option<PgConnection>)> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let conn = self.slot().take();
+        let lease = Lease {
+            owner: self,
+            give_back: None,
+        };
+        Some((lease, conn))
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<PgConnection>> {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.give_back.take() {
+            *self.owner.slot() = Some(conn);
+        }
+        self.owner.busy.store(false, Ordering::Release);
+    }
 }
 
 impl PostgresPynencStore {
@@ -26,7 +79,10 @@ impl PostgresPynencStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = connect_pg(url, MAX_CONNECTIONS).await?;
         migrate::migrate_postgres(&pool).await?;
-        Ok(PostgresPynencStore { pool })
+        Ok(PostgresPynencStore {
+            pool,
+            writer: WriteConnection::default(),
+        })
     }
 
     fn pool(&self) -> Result<&PgPool> {
@@ -68,7 +124,20 @@ impl PynencStore for PostgresPynencStore {
         writes: Vec<PynencWrite>,
         transitions: Transitions,
     ) -> Result<Vec<Refused>> {
-        pg_batch::apply(self.pool()?, app, &writes, transitions).await
+        let pool = self.pool()?;
+        let Some((mut lease, conn)) = self.writer.lease() else {
+            let mut conn = pool.acquire().await?;
+            return pg_batch::apply(&mut conn, app, &writes, transitions).await;
+        };
+        let mut conn = match conn {
+            Some(conn) => conn,
+            None => PgConnection::connect_with(&pool.connect_options()).await?,
+        };
+        let applied = pg_batch::apply(&mut conn, app, &writes, transitions).await;
+        if applied.is_ok() && !pool.is_closed() {
+            lease.give_back = Some(conn);
+        }
+        applied
     }
 
     async fn get_invocation(
@@ -251,5 +320,10 @@ impl PynencStore for PostgresPynencStore {
 
     async fn close(&self) {
         self.pool.close().await;
+        let kept = self.writer.slot().take();
+        if let Some(conn) = kept {
+            let _ = conn.close().await;
+        }
     }
 }
+
