@@ -444,9 +444,11 @@ async fn concurrent_durable_writers_all_land(engine: Engine) {
             tokio::spawn(async move {
                 for n in 0..10 {
                     let id = format!("w{w}-{n}");
-                    s.write(vec![PynencWrite::UpsertInvocation(invocation(&id, None, None))])
-                        .await
-                        .unwrap();
+                    s.write(vec![PynencWrite::UpsertInvocation(invocation(
+                        &id, None, None,
+                    ))])
+                    .await
+                    .unwrap();
                     for (at, status) in [
                         (1, PynencStatus::Registered),
                         (2, PynencStatus::Pending),
@@ -482,10 +484,16 @@ async fn concurrent_durable_writers_all_land(engine: Engine) {
                 "{id}"
             );
             let expected = format!("{w}:{n}");
-            assert_eq!(s.get_result(&id).await.unwrap().as_deref(), Some(expected.as_str()));
+            assert_eq!(
+                s.get_result(&id).await.unwrap().as_deref(),
+                Some(expected.as_str())
+            );
         }
     }
-    assert_eq!(s.invocations_in_range(0, 10, 1000, 0).await.unwrap().len(), 80);
+    assert_eq!(
+        s.invocations_in_range(0, 10, 1000, 0).await.unwrap().len(),
+        80
+    );
     s.close().await.unwrap();
     let after = s.write(vec![PynencWrite::SetResult {
         invocation_id: "late".into(),

@@ -40,9 +40,8 @@ where
     loop {
         let finished = py.detach(|| {
             std::panic::catch_unwind(AssertUnwindSafe(|| {
-                runtime().block_on(async {
-                    tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut fut).await
-                })
+                runtime()
+                    .block_on(async { tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut fut).await })
             }))
         });
         match finished {
@@ -488,4 +487,3 @@ impl PyPynencStore {
         self.run(py, |s| async move { s.close().await })
     }
 }
-

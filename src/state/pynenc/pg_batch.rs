@@ -341,4 +341,3 @@ async fn check_history(
     }
     Ok(refused)
 }
-

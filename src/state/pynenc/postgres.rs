@@ -61,7 +61,9 @@ impl WriteConnection {
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<PgConnection>> {
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -326,4 +328,3 @@ impl PynencStore for PostgresPynencStore {
         }
     }
 }
-
