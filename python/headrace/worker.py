@@ -28,13 +28,19 @@ from headrace.errors import ConfigError, describe, is_retryable
 from headrace.outbox import OutboxStore, RetryPolicy
 from headrace.signals import ITEM_EVENTS, Signal
 
-__all__ = ["BRIDGE_TOPIC", "OutboxWorker", "QueuedHandler", "WorkerReport"]
+__all__ = ["BRIDGE_TOPIC", "OutboxWorker", "QueuedHandler", "WorkerReport", "unclaimed_topics"]
 
 log = logging.getLogger("headrace.worker")
 
 #: The topic of bridge schedule items (:mod:`headrace.integrations.bridges`): a worker leaves
 #: them alone unless it routes the topic itself.
 BRIDGE_TOPIC = "headrace.bridge"
+
+
+def unclaimed_topics(routes: Mapping[str, object], exclude_topics: Iterable[str] = ()) -> list[str]:
+    """The topics a worker never claims: the caller's, plus the bridge schedules unless a handler
+    is routed to them (``run_due_bridges`` runs those; they are never dispatched as work)."""
+    return [*exclude_topics, *([] if BRIDGE_TOPIC in routes else [BRIDGE_TOPIC])]
 
 
 class QueuedHandler:
@@ -176,8 +182,7 @@ class OutboxWorker:
             retry=retry,
             reaper_interval=reaper_interval,
             topics=list(topics) if topics is not None else None,
-            # Bridge schedules are run by run_due_bridges, never dispatched as work.
-            exclude_topics=[*exclude_topics, *([] if BRIDGE_TOPIC in self._routes else [BRIDGE_TOPIC])],
+            exclude_topics=unclaimed_topics(self._routes, exclude_topics),
             retry_by_topic={t: r.retry for t, r in self._routes.items() if r.retry is not None},
             handler_timeout=handler_timeout,
             stop_grace=stop_grace,

@@ -111,16 +111,14 @@ def run_outbox(
     dead-letters. Runs inside the caller's transaction when there is one.
     """
     from headrace.django.handlers import configured_handlers
-    from headrace.worker import _failure, _route
+    from headrace.worker import _failure, _route, unclaimed_topics
 
     alias = resolve_alias(using)
     sql = db.external_sql(alias)
     routes = {topic: _route(spec) for topic, spec in configured_handlers(handlers, hygiene=False).items()}
     report = RunReport()
     due_by = due_by or datetime.now(timezone.utc)  # a retried item waits for the next call
-    exclude = list(exclude_topics)
-    if "headrace.bridge" not in routes:
-        exclude.append("headrace.bridge")
+    exclude = unclaimed_topics(routes, exclude_topics)
     for _ in range(max_batches):
         with transaction.atomic(using=alias):
             with connections[alias].cursor() as cursor:

@@ -14,11 +14,9 @@ from headrace.django import operations
 from headrace.django.admin.audit import log_admin_change
 from headrace.django.admin_base import BaseModelAdmin, PermissionMixin, truncate
 from headrace.django.models import Bridge
+from headrace.worker import BRIDGE_TOPIC
 
 __all__ = ["BridgeAdmin"]
-
-#: The schedule items' topic (``headrace.worker.BRIDGE_TOPIC``).
-BRIDGE_TOPIC = "headrace.bridge"
 
 
 @admin.register(Bridge)
