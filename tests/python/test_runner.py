@@ -1002,3 +1002,44 @@ class MeteredBackend(Backend):
 
     def run(self, policy_name: str, policy: Any, **kwargs: Any) -> Any:
         yield {"device": {"name": "d1"}}
+
+
+LISTS = """
+    from headrace import Backend, Metadata
+
+    KEPT = []
+
+    class Lists(Backend):
+        @classmethod
+        def describe(cls):
+            return Metadata(name="lists", app_name="acme", app_version="1.0")
+
+        def run(self, policy_name, policy, **kwargs):
+            entities = [{"name": f"dev-{i}"} for i in range(policy.config.count)]
+            if policy.config.keep:
+                KEPT.append(entities)
+            return entities
+"""
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_returned_list_is_sent_whole_and_one_the_backend_kept_is_left_intact(modules, keep: bool) -> None:
+    """A list only the run holds is released entity by entity as it is encoded; a list the
+    backend still references is only read."""
+    import importlib
+
+    name = modules(LISTS)
+    sink = ListSink()
+    m = manager(sink, chunk_bytes=512)
+    try:
+        m.start_policies(policies(name, count=300, keep=keep), schedule=False)
+        run = m.run_now("p")
+    finally:
+        m.stop()
+    assert (run.status, run.entity_count) == ("completed", 300)
+    assert [e["name"] for e in sink.entities] == [f"dev-{i}" for i in range(300)]
+    kept = importlib.import_module(name).KEPT
+    if keep:
+        assert kept[0] == [{"name": f"dev-{i}"} for i in range(300)]
+    else:
+        assert kept == []
