@@ -1030,7 +1030,7 @@ def test_a_returned_list_is_sent_whole_and_one_the_backend_kept_is_left_intact(m
 
     name = modules(LISTS)
     sink = ListSink()
-    m = manager(sink, chunk_bytes=512)
+    m = manager(sink, chunk_bytes=2048)
     try:
         m.start_policies(policies(name, count=300, keep=keep), schedule=False)
         run = m.run_now("p")
