@@ -2,6 +2,7 @@
 //! (rusqlite), the PostgreSQL pool (sqlx) and the migrations runner.
 
 pub mod migrate;
+pub mod nodelay;
 pub mod params;
 pub mod postgres;
 pub mod sqlite;

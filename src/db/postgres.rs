@@ -13,8 +13,15 @@ pub async fn connect_pg(url: &str, max_connections: u32) -> Result<PgPool> {
         .map_err(|e| Error::config(format!("invalid PostgreSQL URL {:?}: {e}", redact(url))))?
         // Batched writes are slow by design; headrace logs its own events, not every statement.
         .disable_statement_logging();
+    let port = options.get_port();
     PgPoolOptions::new()
         .max_connections(max_connections)
+        .after_connect(move |_conn, _meta| {
+            Box::pin(async move {
+                crate::db::nodelay::disable_nagle_towards(port);
+                Ok(())
+            })
+        })
         .acquire_timeout(Duration::from_secs(10))
         // No ping before every acquire (a round trip per call); a dead connection surfaces as
         // StoreUnavailable on its query, is dropped by the pool, and the caller retries.

@@ -133,7 +133,12 @@ impl PynencStore for PostgresPynencStore {
         };
         let mut conn = match conn {
             Some(conn) => conn,
-            None => PgConnection::connect_with(&pool.connect_options()).await?,
+            None => {
+                let options = pool.connect_options();
+                let conn = PgConnection::connect_with(&options).await?;
+                crate::db::nodelay::disable_nagle_towards(options.get_port());
+                conn
+            }
         };
         let applied = pg_batch::apply(&mut conn, app, &writes, transitions).await;
         if applied.is_ok() && !pool.is_closed() {
