@@ -603,9 +603,10 @@ class WorkerCore:
         self,
     ) -> tuple[dict[str, dict[str, int]], tuple[int, float], dict[str, tuple[int, float]]]: ...
 
-def next_cron_time(expression: str, after: datetime, *, local: bool = False) -> datetime:
-    """The first time the 5-field cron ``expression`` fires strictly after ``after``, in UTC or,
-    with ``local=True``, in the process's local time zone (``TZ``) as policies are."""
+def next_cron_time(expression: str, after: datetime, *, local: bool = False, timezone: str | None = None) -> datetime:
+    """The first time the 5-field cron ``expression`` fires strictly after ``after``, in UTC;
+    with ``local=True`` in the process's local time zone (``TZ``); with ``timezone=`` in the
+    zone a policy's ``config.timezone`` names ("UTC", "local" or an IANA name)."""
 
 # ----- Django integration (#11): statements for a connection the core does not own ------------
 

@@ -1,7 +1,8 @@
 //! When a policy runs: a 5-field cron expression, or no schedule at all (run once, now).
 //!
 //! A policy's cron follows the worker's local time zone (the `TZ` environment variable, else
-//! the system's), as orb-worker's scheduler does, unless its config says `timezone: UTC`.
+//! the system's), as orb-worker's scheduler does, unless its config names a zone: `timezone:
+//! UTC` or an IANA name such as `Europe/Berlin` (daylight-saving changes included).
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, Local, Utc};
@@ -29,19 +30,28 @@ pub enum CronZone {
     Utc,
     /// The process's local zone (`TZ`, else the system's).
     Local,
+    /// A named IANA zone (`Europe/Berlin`), with its daylight-saving rules.
+    Named(chrono_tz::Tz),
 }
 
 impl CronZone {
     /// A policy's `timezone` setting: absent or `"local"` → [`CronZone::Local`], `"UTC"` →
-    /// [`CronZone::Utc`] (case-insensitive); anything else is a `ConfigError`.
+    /// [`CronZone::Utc`] (both case-insensitive), an IANA name (`"America/New_York"`, exact
+    /// case) → [`CronZone::Named`]; anything else is a `ConfigError` naming the value.
     pub fn parse(raw: Option<&str>) -> Result<CronZone> {
         match raw.map(str::trim) {
             None => Ok(CronZone::Local),
             Some(z) if z.eq_ignore_ascii_case("local") => Ok(CronZone::Local),
             Some(z) if z.eq_ignore_ascii_case("utc") => Ok(CronZone::Utc),
-            Some(other) => Err(Error::config(format!(
-                "timezone {other:?} is not supported: use \"UTC\", or \"local\" (the default: the worker's TZ)"
-            ))),
+            Some(name) => name
+                .parse::<chrono_tz::Tz>()
+                .map(CronZone::Named)
+                .map_err(|_| {
+                    Error::config(format!(
+                        "timezone {name:?} is not a known IANA time zone: use a name such as \
+                     \"Europe/Berlin\", \"UTC\", or \"local\" (the default: the worker's TZ)"
+                    ))
+                }),
         }
     }
 }
@@ -101,6 +111,14 @@ impl Schedule {
                 ..
             } => cron
                 .find_next_occurrence(&after.with_timezone(&Local), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            Schedule::Cron {
+                cron,
+                zone: CronZone::Named(tz),
+                ..
+            } => cron
+                .find_next_occurrence(&after.with_timezone(tz), false)
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
         }
@@ -170,6 +188,23 @@ mod tests {
         let local = Schedule::parse_in(Some("30 2 * * *"), CronZone::Local).unwrap();
         let next = local.next_after(at(0, 0, 0)).unwrap().with_timezone(&Local);
         assert_eq!(next.format("%H:%M").to_string(), "02:30");
+    }
+
+    #[test]
+    fn named_zones_follow_their_daylight_saving_rules() {
+        let zone = CronZone::parse(Some("America/New_York")).unwrap();
+        assert_eq!(zone, CronZone::Named(chrono_tz::America::New_York));
+        let nine = Schedule::parse_in(Some("0 9 * * *"), zone).unwrap();
+        // 09:00 in New York is 14:00 UTC in winter (EST) and 13:00 UTC in summer (EDT).
+        assert_eq!(nine.next_after(at(0, 0, 0)), Some(at(14, 0, 0)));
+        let july = Utc.with_ymd_and_hms(2030, 7, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            nine.next_after(july),
+            Some(Utc.with_ymd_and_hms(2030, 7, 1, 13, 0, 0).unwrap())
+        );
+        let err = CronZone::parse(Some("europe/nowhere")).unwrap_err();
+        assert_eq!(err.code(), "config_error");
+        assert!(err.to_string().contains("\"europe/nowhere\""), "{err}");
     }
 
     #[test]

@@ -70,10 +70,23 @@ def test_bad_cron_fails_at_construction_naming_it(schedule: str) -> None:
     assert "Invalid cron schedule format" in error["msg"]
 
 
-def test_timezone_is_utc_or_local() -> None:
+def test_timezone_is_utc_local_or_an_iana_name() -> None:
     assert Config(package="p", schedule="0 3 * * *", timezone="UTC").timezone == "UTC"  # type: ignore[attr-defined]
-    with pytest.raises(ValidationError, match="timezone 'Mars/Base' is not supported"):
+    berlin = Config(package="p", schedule="0 3 * * *", timezone="Europe/Berlin")
+    assert berlin.timezone == "Europe/Berlin"  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match='timezone "Mars/Base" is not a known IANA time zone'):
         Config(package="p", timezone="Mars/Base")
+
+
+def test_a_named_zone_moves_the_fire_time_with_daylight_saving() -> None:
+    from datetime import datetime, timezone
+
+    from headrace._core import next_cron_time
+
+    winter = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    summer = datetime(2030, 7, 1, tzinfo=timezone.utc)
+    assert next_cron_time("0 3 * * *", winter, timezone="Europe/Berlin").isoformat() == "2030-01-01T02:00:00+00:00"
+    assert next_cron_time("0 3 * * *", summer, timezone="Europe/Berlin").isoformat() == "2030-07-01T01:00:00+00:00"
 
 
 def test_cron_follows_the_workers_local_time_zone() -> None:

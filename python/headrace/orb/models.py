@@ -8,7 +8,8 @@ finds what it calls. Two deliberate differences:
 - ``Config.schedule`` is checked by headrace's own cron parser (the one the scheduler uses),
   so a schedule that validates here is one the runner can run; the message names the problem.
 - Cron follows the worker's local time zone (the ``TZ`` environment variable, else the
-  system's), as orb-worker's scheduler does; ``Config.timezone: UTC`` pins a policy to UTC.
+  system's), as orb-worker's scheduler does; ``Config.timezone`` pins a policy to ``UTC`` or
+  to a named IANA zone (``Europe/Berlin``, daylight-saving changes included).
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def validate_cron(value: str) -> str:
 
 
 def _validate_timezone(value: str) -> str:
-    if value.strip().lower() not in ("utc", "local"):
-        raise ValueError(f"timezone {value!r} is not supported: use 'UTC', or 'local' (the default: the worker's TZ)")
+    """Checks ``config.timezone`` with the scheduler's own rule ("UTC", "local" or an IANA name)."""
+    next_cron_time("@daily", datetime.now(timezone.utc), timezone=value)
     return value
 
 

@@ -307,20 +307,22 @@ pub(super) fn seconds(value: f64) -> PyResult<Duration> {
         .expect("non-negative"))
 }
 
-/// The first time a 5-field cron `expression` fires strictly after `after`, evaluated in UTC
-/// or, with `local=True`, in the process's local time zone (`TZ`) as policies are.
+/// The first time a 5-field cron `expression` fires strictly after `after`, evaluated in UTC;
+/// with `local=True` in the process's local time zone (`TZ`); with `timezone=` in the zone a
+/// policy's `config.timezone` names (`"UTC"`, `"local"` or an IANA name), by the same rule.
 #[pyfunction]
-#[pyo3(signature = (expression, after, *, local=false))]
+#[pyo3(signature = (expression, after, *, local=false, timezone=None))]
 pub(super) fn next_cron_time(
     expression: &str,
     after: chrono::DateTime<chrono::FixedOffset>,
     local: bool,
+    timezone: Option<&str>,
 ) -> PyResult<chrono::DateTime<chrono::Utc>> {
     use crate::runner::schedule::{CronZone, Schedule};
-    let zone = if local {
-        CronZone::Local
-    } else {
-        CronZone::Utc
+    let zone = match (timezone, local) {
+        (Some(name), _) => CronZone::parse(Some(name))?,
+        (None, true) => CronZone::Local,
+        (None, false) => CronZone::Utc,
     };
     let schedule = Schedule::parse_in(Some(expression), zone)?;
     if schedule.expression().is_none() {
