@@ -66,7 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_metrics_export(endpoint: str, period: int) -> None:
+def setup_metrics_export(endpoint: str, period: int) -> None:
+    """Exports headrace's metrics (policy runs, run time, skipped ticks) to the OTLP/gRPC
+    collector at ``endpoint`` every ``period`` seconds, as orb-worker does.
+
+    The exporter comes with ``headrace[orb]``; without it this raises ``ConfigError`` rather than
+    run without the metrics the caller asked for.
+    """
+    from headrace.errors import ConfigError
+
+    if period <= 0:
+        raise ConfigError(f"--otel-export-period must be a positive number of seconds, got {period}")
     try:
         from opentelemetry import metrics
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # type: ignore[import-not-found,unused-ignore]
@@ -74,11 +84,11 @@ def _setup_metrics_export(endpoint: str, period: int) -> None:
         )
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    except ImportError:
-        logging.getLogger("headrace.orb").warning(
-            "--otel-endpoint given but opentelemetry-exporter-otlp is not installed: metrics are not exported"
-        )
-        return
+    except ImportError as exc:
+        raise ConfigError(
+            f"--otel-endpoint {endpoint!r} needs the OpenTelemetry OTLP exporter, which is not installed "
+            f"({exc.name or exc}): pip install 'headrace[orb]'"
+        ) from None
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint), export_interval_millis=period * 1000)
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
@@ -112,10 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             dry_run=args.dry_run,
             dry_run_output_dir=resolve_env_value(args.dry_run_output_dir, "--dry-run-output-dir"),
         )
+        if args.otel_endpoint:
+            setup_metrics_export(args.otel_endpoint, args.otel_export_period)
     except HeadraceError as exc:
         parser.error(str(exc))
-    if args.otel_endpoint:
-        _setup_metrics_export(args.otel_endpoint, args.otel_export_period)
     install_worker_modules()
     install_bundle_finder()
 
