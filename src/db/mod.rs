@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod nodelay;
 pub mod params;
 pub mod postgres;
+pub mod shelf;
 pub mod sqlite;
 pub mod url;
 

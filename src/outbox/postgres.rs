@@ -5,6 +5,7 @@ use super::{
     ClaimFilter, FailureDecision, NewItem, OutboxConfig, OutboxItem, OutboxStatus, OutboxStore,
     Rescue, check_limit,
 };
+use crate::db::shelf::ConnectionShelf;
 use crate::db::{connect_pg, migrate};
 use crate::error::{Error, Result};
 use crate::validate;
@@ -128,7 +129,7 @@ impl EnqueueColumns {
 /// The PostgreSQL outbox store.
 #[derive(Debug)]
 pub struct SkipLockedClaimOutboxStore {
-    pool: PgPool,
+    shelf: ConnectionShelf,
     config: OutboxConfig,
     work: Arc<Notify>,
     listening: OnceCell<tokio::task::AbortHandle>,
@@ -143,7 +144,7 @@ impl SkipLockedClaimOutboxStore {
             migrate::migrate_postgres(&pool).await?;
         }
         Ok(SkipLockedClaimOutboxStore {
-            pool,
+            shelf: ConnectionShelf::new(pool),
             config,
             work: Arc::new(Notify::new()),
             listening: OnceCell::new(),
@@ -152,7 +153,7 @@ impl SkipLockedClaimOutboxStore {
 
     /// The underlying pool (for LISTEN/NOTIFY and tests).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.shelf.pool()
     }
 
     /// `Ok` when every requested item was acknowledged; else `LeaseLost` (or `NotFound` for an
@@ -166,11 +167,13 @@ impl SkipLockedClaimOutboxStore {
         if acknowledged.len() == requested.len() {
             return Ok(());
         }
+        let mut conn = self.shelf.checkout().await?;
         let existing: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM headrace_outbox WHERE id = ANY($1)")
                 .bind(requested)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
+        conn.park();
         unacknowledged(requested, acknowledged, &existing, worker_id)
     }
 
@@ -190,7 +193,7 @@ impl SkipLockedClaimOutboxStore {
                 (Some(id), _) => id,
                 (None, Some(key)) => sqlx::query_scalar(LIVE_ID_OF_KEY)
                     .bind(&key)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.shelf.pool())
                     .await?
                     .ok_or_else(|| {
                         Error::Store(format!(
@@ -274,6 +277,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         for (item, (run_at, max_attempts)) in items.into_iter().zip(resolved) {
             columns.push(item, run_at, max_attempts);
         }
+        let mut conn = self.shelf.checkout().await?;
         let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(ENQUEUE_MANY)
             .bind(&columns.topic)
             .bind(&columns.payload)
@@ -283,8 +287,9 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .bind(&columns.dedupe_key)
             .bind(&columns.trace_id)
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.park();
         let ids = self.resolve_concurrent_duplicates(rows).await?;
         self.work.notify_waiters();
         Ok(ids)
@@ -294,7 +299,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         self.listening
             .get_or_init(|| async {
                 tokio::spawn(relay_notifications(
-                    self.pool.clone(),
+                    self.shelf.pool().clone(),
                     Arc::downgrade(&self.work),
                 ))
                 .abort_handle()
@@ -307,7 +312,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         if let Some(listener) = self.listening.get() {
             listener.abort();
         }
-        self.pool.close().await;
+        self.shelf.close().await;
     }
 
     async fn claim(
@@ -322,6 +327,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             return Ok(Vec::new());
         }
         let now = self.now();
+        let mut conn = self.shelf.checkout().await?;
         let rows = sqlx::query(CLAIM)
             .bind(worker_id)
             .bind(i32::try_from(limit).unwrap_or(i32::MAX))
@@ -330,8 +336,9 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .bind(filter.due_by.unwrap_or(now))
             .bind(&filter.topics)
             .bind(&filter.exclude_topics)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.park();
         let mut items = rows.iter().map(read_item).collect::<Result<Vec<_>>>()?;
         items.sort_by_key(OutboxItem::claim_order_key);
         Ok(items)
@@ -341,12 +348,14 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         if item_ids.is_empty() {
             return Ok(());
         }
+        let mut conn = self.shelf.checkout().await?;
         let acknowledged: Vec<i64> = sqlx::query_scalar(ACK)
             .bind(item_ids)
             .bind(worker_id)
             .bind(self.now())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.park();
         self.check_acknowledged(item_ids, &acknowledged, worker_id)
             .await
     }
@@ -361,6 +370,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         validate::key("worker_id", worker_id)?;
         let limit = check_limit(limit)?;
         let now = self.now();
+        let mut conn = self.shelf.checkout().await?;
         let rows = sqlx::query(ACK_CLAIM)
             .bind(completed)
             .bind(worker_id)
@@ -370,8 +380,9 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             .bind(filter.due_by.unwrap_or(now))
             .bind(&filter.topics)
             .bind(&filter.exclude_topics)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.park();
         let mut acknowledged = Vec::with_capacity(completed.len());
         let mut items = Vec::with_capacity(limit);
         for row in &rows {
@@ -409,7 +420,8 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         let now = self.now();
         validate::retry_time(next_attempt)?;
         let error = validate::error_text(error);
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.shelf.checkout().await?;
+        let mut tx = conn.begin().await?;
         let row = check_live_lease(read_lease(&mut tx, item_id).await?, item_id, worker_id, now)?;
         let (status, run_at) =
             match self
@@ -433,13 +445,15 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        conn.park();
         Ok(status)
     }
 
     async fn mark_failed(&self, item_id: i64, worker_id: &str, error: &str) -> Result<()> {
         let now = self.now();
         let error = validate::error_text(error);
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.shelf.checkout().await?;
+        let mut tx = conn.begin().await?;
         check_live_lease(read_lease(&mut tx, item_id).await?, item_id, worker_id, now)?;
         sqlx::query(
             "UPDATE headrace_outbox SET status = 'failed', last_error = $1, lease_owner = NULL, \
@@ -451,6 +465,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        conn.park();
         Ok(())
     }
 
@@ -462,7 +477,8 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     ) -> Result<DateTime<Utc>> {
         let now = self.now();
         let expires = validate::lease_expiry(now, by.unwrap_or(self.config.lease))?;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.shelf.checkout().await?;
+        let mut tx = conn.begin().await?;
         check_live_lease(read_lease(&mut tx, item_id).await?, item_id, worker_id, now)?;
         sqlx::query(
             "UPDATE headrace_outbox SET lease_expires_at = $1, updated_at = $2 WHERE id = $3",
@@ -473,6 +489,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        conn.park();
         Ok(expires)
     }
 
@@ -487,6 +504,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         }
         let now = self.now();
         let expires = validate::lease_expiry(now, by.unwrap_or(self.config.lease))?;
+        let mut conn = self.shelf.checkout().await?;
         let rows = sqlx::query(
             "UPDATE headrace_outbox SET lease_expires_at = $1, updated_at = $2 \
              WHERE id = ANY($3) AND status = 'processing' AND lease_owner = $4 \
@@ -496,8 +514,9 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(now)
         .bind(item_ids)
         .bind(worker_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.park();
         rows.iter()
             .map(|row| row.try_get::<i64, _>(0).map_err(Error::from))
             .collect()
@@ -507,6 +526,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         if item_ids.is_empty() {
             return Ok(0);
         }
+        let mut conn = self.shelf.checkout().await?;
         let done = sqlx::query(
             "UPDATE headrace_outbox SET status = 'pending', attempts = GREATEST(attempts - 1, 0), \
              lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
@@ -515,20 +535,23 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(self.now())
         .bind(item_ids)
         .bind(worker_id)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
+        conn.park();
         Ok(done.rows_affected())
     }
 
     async fn get(&self, item_id: i64) -> Result<OutboxItem> {
+        let mut conn = self.shelf.checkout().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
             " FROM headrace_outbox o WHERE o.id = $1"
         ))
         .bind(item_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.park();
         row.as_ref()
             .map(read_item)
             .transpose()?
@@ -536,14 +559,16 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     }
 
     async fn get_by_dedupe_key(&self, dedupe_key: &str) -> Result<Option<OutboxItem>> {
+        let mut conn = self.shelf.checkout().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
             " FROM headrace_outbox o WHERE o.dedupe_key = $1 ORDER BY o.id DESC LIMIT 1"
         ))
         .bind(dedupe_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.park();
         row.as_ref().map(read_item).transpose()
     }
 
@@ -554,6 +579,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         limit: i64,
     ) -> Result<Vec<OutboxItem>> {
         let limit = check_limit(limit)? as i64;
+        let mut conn = self.shelf.checkout().await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
@@ -563,15 +589,18 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(status.map(OutboxStatus::as_str))
         .bind(topic)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.park();
         rows.iter().map(read_item).collect()
     }
 
     async fn stats(&self) -> Result<BTreeMap<String, i64>> {
+        let mut conn = self.shelf.checkout().await?;
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM headrace_outbox GROUP BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.park();
         let mut counts: BTreeMap<String, i64> = OutboxStatus::ALL
             .iter()
             .map(|s| (s.as_str().to_string(), 0))
@@ -583,6 +612,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     }
 
     async fn release_held(&self, item_ids: &[i64]) -> Result<u64> {
+        let mut conn = self.shelf.checkout().await?;
         let done = sqlx::query(
             "UPDATE headrace_outbox SET run_at = $1, updated_at = $1 \
              WHERE id = ANY($2) AND status = 'pending' AND run_at >= $3",
@@ -590,41 +620,47 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(self.now())
         .bind(item_ids)
         .bind(super::held_run_at())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
+        conn.park();
         Ok(done.rows_affected())
     }
 
     async fn discard_held(&self, item_ids: &[i64]) -> Result<u64> {
+        let mut conn = self.shelf.checkout().await?;
         let done = sqlx::query(
             "DELETE FROM headrace_outbox WHERE id = ANY($1) AND status = 'pending' AND run_at >= $2",
         )
         .bind(item_ids)
         .bind(super::held_run_at())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
+        conn.park();
         Ok(done.rows_affected())
     }
 
     async fn discard_abandoned_held(&self, older_than: Duration) -> Result<u64> {
+        let mut conn = self.shelf.checkout().await?;
         let done = sqlx::query(
             "DELETE FROM headrace_outbox WHERE status = 'pending' AND run_at >= $1 AND created_at < $2",
         )
         .bind(super::held_run_at())
         .bind(self.now() - older_than)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
+        conn.park();
         Ok(done.rows_affected())
     }
 
     async fn requeue(&self, item_id: i64) -> Result<()> {
+        let mut conn = self.shelf.checkout().await?;
         let done = sqlx::query(
             "UPDATE headrace_outbox SET status = 'pending', attempts = 0, run_at = $1, \
              lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 WHERE id = $2",
         )
         .bind(self.now())
         .bind(item_id)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => Error::config(format!(
@@ -632,6 +668,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
             )),
             _ => Error::from(e),
         })?;
+        conn.park();
         if done.rows_affected() == 0 {
             Err(not_found(item_id))
         } else {
@@ -640,26 +677,30 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     }
 
     async fn requeue_failed(&self, topic: Option<&str>) -> Result<u64> {
+        let mut conn = self.shelf.checkout().await?;
         let done = sqlx::query(
             "UPDATE headrace_outbox SET status = 'pending', attempts = 0, run_at = $1, updated_at = $1 \
              WHERE status = 'failed' AND ($2::text IS NULL OR topic = $2)",
         )
         .bind(self.now())
         .bind(topic)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
+        conn.park();
         Ok(done.rows_affected())
     }
 
     async fn purge(&self, older_than: Duration, statuses: &[OutboxStatus]) -> Result<u64> {
         validate::duration("older_than_seconds", older_than)?;
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let mut conn = self.shelf.checkout().await?;
         let done =
             sqlx::query("DELETE FROM headrace_outbox WHERE status = ANY($1) AND updated_at < $2")
                 .bind(&statuses)
                 .bind(validate::before(self.now(), older_than))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
+        conn.park();
         Ok(done.rows_affected())
     }
 
@@ -669,6 +710,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         untouched_since: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<OutboxItem>> {
+        let mut conn = self.shelf.checkout().await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
@@ -678,8 +720,9 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(as_of)
         .bind(untouched_since)
         .bind(check_limit(limit)? as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.park();
         rows.iter().map(read_item).collect()
     }
 
@@ -695,6 +738,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         let statuses: Vec<&str> = rescues.iter().map(|r| r.status.as_str()).collect();
         let run_ats: Vec<DateTime<Utc>> = rescues.iter().map(|r| r.run_at).collect();
         let errors: Vec<&str> = rescues.iter().map(|r| r.last_error.as_str()).collect();
+        let mut conn = self.shelf.checkout().await?;
         let done = sqlx::query(
             "UPDATE headrace_outbox o SET status = r.status, run_at = r.run_at, \
                last_error = r.last_error, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
@@ -713,8 +757,9 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .bind(&statuses)
         .bind(&run_ats)
         .bind(&errors)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
+        conn.park();
         Ok(done.rows_affected())
     }
 }
