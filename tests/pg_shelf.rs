@@ -180,3 +180,20 @@ async fn half_the_pool_stays_free_for_callers_that_use_the_pool_itself() {
         "the pool had no connection left"
     );
 }
+
+/// Python drops stores outside any Tokio runtime; parked connections must not need one then.
+#[test]
+fn a_shelf_dropped_outside_a_runtime_closes_its_parked_connections() {
+    let Some(url) = common::pg_admin_url() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shelf = runtime.block_on(async {
+        let shelf = ConnectionShelf::new(connect_pg(&url, 8).await.unwrap());
+        backend_pid(&shelf).await;
+        shelf
+    });
+    assert_eq!(shelf.parked(), 1);
+    drop(shelf); // panicked ("requires a Tokio context") before Drop detached them
+    drop(runtime);
+}

@@ -74,6 +74,20 @@ impl ConnectionShelf {
     }
 }
 
+impl Drop for ConnectionShelf {
+    /// A parked connection dropped the usual way goes back to its pool through a spawned task,
+    /// which needs a Tokio runtime; a store is often dropped by Python, outside one. There the
+    /// parked connections are detached from the pool and simply closed.
+    fn drop(&mut self) {
+        let parked = std::mem::take(&mut *self.lock());
+        if tokio::runtime::Handle::try_current().is_err() {
+            for connection in parked {
+                drop(connection.detach());
+            }
+        }
+    }
+}
+
 /// A connection taken from a [`ConnectionShelf`]. Call [`Shelved::park`] once its query has
 /// completed; dropped without it, the connection goes back through the pool's tested release.
 #[derive(Debug)]
