@@ -68,6 +68,19 @@ def _wait(condition: Any, what: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _follow(driver: Any, element: Any) -> None:
+    """Clicks ``element`` and waits until the page it leads to has replaced this one: a click
+    returns before the browser has navigated, and reading the page at once reads the old one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    driver.find_element(By.TAG_NAME, "body")  # the new page has been parsed
+
+
 def test_operate_from_the_admin(browser: Any, live_server: Any, committed: Any) -> None:
     from conftest import make_items
     from django.contrib.auth.models import User
@@ -94,7 +107,7 @@ def test_operate_from_the_admin(browser: Any, live_server: Any, committed: Any) 
         browser.get(live_server.url + "/admin/login/")
         browser.find_element(By.NAME, "username").send_keys("ops")
         browser.find_element(By.NAME, "password").send_keys("ops-password")
-        browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+        _follow(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
         assert "Site administration" in browser.title
         _shot(browser, "01-admin-index")
 
@@ -103,7 +116,7 @@ def test_operate_from_the_admin(browser: Any, live_server: Any, committed: Any) 
         header = browser.find_element(By.ID, "headrace-queue-health").text
         assert "dead: 1" in header and "oldest due pending" in header
         _shot(browser, "02-outbox")
-        browser.find_element(By.LINK_TEXT, "Dead (failed)").click()
+        _follow(browser, browser.find_element(By.LINK_TEXT, "Dead (failed)"))
         rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
         assert len(rows) == 1 and str(items.dead) in rows[0].text
         _shot(browser, "03-outbox-dead")
@@ -111,7 +124,7 @@ def test_operate_from_the_admin(browser: Any, live_server: Any, committed: Any) 
         # Requeue it and see it pending.
         rows[0].find_element(By.CSS_SELECTOR, "input.action-select").click()
         Select(browser.find_element(By.NAME, "action")).select_by_value("requeue")
-        browser.find_element(By.CSS_SELECTOR, "button[name=index]").click()
+        _follow(browser, browser.find_element(By.CSS_SELECTOR, "button[name=index]"))
         assert "Requeued 1 item(s)" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
         assert browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr") == []
         browser.get(f"{live_server.url}/admin/headrace/outboxitem/?q={items.dead}")
@@ -124,12 +137,12 @@ def test_operate_from_the_admin(browser: Any, live_server: Any, committed: Any) 
         _wait(lambda: "inventory" in worker.manager.policies, "the worker to start the stored policy")
         browser.get(live_server.url + "/admin/headrace/policy/")
         _shot(browser, "05-policies")
-        browser.find_element(By.LINK_TEXT, "inventory").click()
+        _follow(browser, browser.find_element(By.LINK_TEXT, "inventory"))
         document = browser.find_element(By.NAME, "document")
         document.clear()
         document.send_keys(POLICY.replace("0 3 * * *", "30 4 * * *").replace("count: 2", "count: 4"))
         _shot(browser, "06-policy-edit")
-        browser.find_element(By.NAME, "_save").click()
+        _follow(browser, browser.find_element(By.NAME, "_save"))
         assert "running workers apply it within seconds" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
         _wait(
             lambda: _schedule(worker.manager, "inventory") == "30 4 * * *",
