@@ -1,4 +1,11 @@
-//! PostgreSQL outbox: sqlx pool, batch claims with `FOR UPDATE SKIP LOCKED`.
+//! PostgreSQL outbox: sqlx pool, batch claims with `FOR UPDATE SKIP LOCKED`. The batch insert
+//! lives in `enqueue`, the `LISTEN` wake-ups in `notify`.
+
+mod enqueue;
+mod notify;
+
+pub(crate) use enqueue::ENQUEUE_MANY;
+pub use notify::NOTIFY_CHANNEL;
 
 use super::lease::{LeaseRow, check_live_lease, not_found, unacknowledged};
 use super::{
@@ -14,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use tokio::sync::{Notify, OnceCell};
 
 /// The item columns, each qualified by the table alias `o`.
@@ -47,84 +54,8 @@ pub const ACK_CLAIM: &str = "SELECT o.id, o.topic, \
 /// to the worker become completed; returns their ids.
 pub const ACK: &str = "SELECT headrace_outbox_ack($1, $2, $3)";
 
-/// Channel notified when outbox rows are inserted, so idle workers can wake without polling. The
-/// statement-level trigger of migration `0010_outbox_notify` is its one sender: it fires for
-/// every client's inserts (the stores', Django's, raw SQL), so no statement notifies itself.
-pub const NOTIFY_CHANNEL: &str = "headrace_outbox";
-
 /// Connections in the pool of one store.
 const POOL_SIZE: u32 = 8;
-
-/// Inserts a batch in one statement: one row per element of the parallel arrays, ids drawn in
-/// input order. A row whose `dedupe_key` matches a live (pending or processing) item is not
-/// inserted and answers with that item's id — an earlier row of the same batch, or a row that
-/// was live before the statement. A row that lost a race with a concurrent insert of the same
-/// key answers `NULL` (the statement's snapshot cannot see it) and is resolved by the caller.
-/// Also rendered for connections the core does not own ([`super::external`]).
-pub(crate) const ENQUEUE_MANY: &str = "\
-WITH input AS MATERIALIZED ( \
-  SELECT nextval('headrace_outbox_id_seq'::regclass) AS id, t.* \
-  FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::timestamptz[], $6::text[], \
-              $7::text[]) \
-       WITH ORDINALITY AS t(topic, payload, priority, max_attempts, run_at, dedupe_key, trace_id, ord) \
-  ORDER BY t.ord), \
-inserted AS ( \
-  INSERT INTO headrace_outbox (id, topic, payload, priority, max_attempts, run_at, dedupe_key, \
-                               trace_id, created_at, updated_at) \
-  SELECT id, topic, payload::jsonb, priority, max_attempts, run_at, dedupe_key, trace_id, $8, $8 \
-  FROM input ORDER BY ord \
-  ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'processing') \
-  DO NOTHING \
-  RETURNING id, dedupe_key), \
-first_of_key AS ( \
-  SELECT dedupe_key, min(id) AS id FROM inserted WHERE dedupe_key IS NOT NULL GROUP BY dedupe_key) \
-SELECT COALESCE(own.id, batch.id, live.id) AS id, input.dedupe_key \
-FROM input \
-LEFT JOIN inserted own ON own.id = input.id \
-LEFT JOIN first_of_key batch ON batch.dedupe_key = input.dedupe_key \
-LEFT JOIN headrace_outbox live ON own.id IS NULL AND live.dedupe_key = input.dedupe_key \
-  AND live.status IN ('pending', 'processing') \
-ORDER BY input.ord";
-
-/// The id of the live item holding a dedupe key, read in a fresh snapshot.
-const LIVE_ID_OF_KEY: &str = "SELECT id FROM headrace_outbox WHERE dedupe_key = $1 \
-    AND status IN ('pending', 'processing')";
-
-/// A batch of new items as the parallel arrays [`ENQUEUE_MANY`] binds.
-#[derive(Default)]
-struct EnqueueColumns {
-    topic: Vec<String>,
-    payload: Vec<String>,
-    priority: Vec<i32>,
-    max_attempts: Vec<i32>,
-    run_at: Vec<DateTime<Utc>>,
-    dedupe_key: Vec<Option<String>>,
-    trace_id: Vec<Option<String>>,
-}
-
-impl EnqueueColumns {
-    fn with_capacity(n: usize) -> Self {
-        EnqueueColumns {
-            topic: Vec::with_capacity(n),
-            payload: Vec::with_capacity(n),
-            priority: Vec::with_capacity(n),
-            max_attempts: Vec::with_capacity(n),
-            run_at: Vec::with_capacity(n),
-            dedupe_key: Vec::with_capacity(n),
-            trace_id: Vec::with_capacity(n),
-        }
-    }
-
-    fn push(&mut self, item: NewItem, run_at: DateTime<Utc>, max_attempts: i32) {
-        self.topic.push(item.topic);
-        self.payload.push(item.payload);
-        self.priority.push(item.priority);
-        self.max_attempts.push(max_attempts);
-        self.run_at.push(run_at);
-        self.dedupe_key.push(item.dedupe_key);
-        self.trace_id.push(item.trace_id);
-    }
-}
 
 /// The PostgreSQL outbox store.
 #[derive(Debug)]
@@ -179,37 +110,6 @@ impl SkipLockedClaimOutboxStore {
 
     fn now(&self) -> DateTime<Utc> {
         self.config.clock.now()
-    }
-
-    /// Fills in the ids [`ENQUEUE_MANY`] could not see: keys a concurrent transaction inserted
-    /// and committed while the statement ran.
-    async fn resolve_concurrent_duplicates(
-        &self,
-        rows: Vec<(Option<i64>, Option<String>)>,
-    ) -> Result<Vec<i64>> {
-        let mut ids = Vec::with_capacity(rows.len());
-        for (id, dedupe_key) in rows {
-            let id = match (id, dedupe_key) {
-                (Some(id), _) => id,
-                (None, Some(key)) => sqlx::query_scalar(LIVE_ID_OF_KEY)
-                    .bind(&key)
-                    .fetch_optional(self.shelf.pool())
-                    .await?
-                    .ok_or_else(|| {
-                        Error::Store(format!(
-                            "the live item with dedupe_key {key:?} was settled by another worker \
-                             while this enqueue ran; enqueue it again"
-                        ))
-                    })?,
-                (None, None) => {
-                    return Err(Error::Store(
-                        "enqueue returned no id for an item without a dedupe_key".into(),
-                    ));
-                }
-            };
-            ids.push(id);
-        }
-        Ok(ids)
     }
 }
 
@@ -273,24 +173,14 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut columns = EnqueueColumns::with_capacity(items.len());
+        let mut columns = enqueue::EnqueueColumns::with_capacity(items.len());
         for (item, (run_at, max_attempts)) in items.into_iter().zip(resolved) {
             columns.push(item, run_at, max_attempts);
         }
         let mut conn = self.shelf.checkout().await?;
-        let rows: Vec<(Option<i64>, Option<String>)> = sqlx::query_as(ENQUEUE_MANY)
-            .bind(&columns.topic)
-            .bind(&columns.payload)
-            .bind(&columns.priority)
-            .bind(&columns.max_attempts)
-            .bind(&columns.run_at)
-            .bind(&columns.dedupe_key)
-            .bind(&columns.trace_id)
-            .bind(now)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = columns.insert(&mut conn, now).await?;
         conn.park();
-        let ids = self.resolve_concurrent_duplicates(rows).await?;
+        let ids = enqueue::resolve_concurrent_duplicates(self.shelf.pool(), rows).await?;
         self.work.notify_waiters();
         Ok(ids)
     }
@@ -298,7 +188,7 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
     async fn work_signal(&self) -> Result<Arc<Notify>> {
         self.listening
             .get_or_init(|| async {
-                tokio::spawn(relay_notifications(
+                tokio::spawn(notify::relay_notifications(
                     self.shelf.pool().clone(),
                     Arc::downgrade(&self.work),
                 ))
@@ -761,42 +651,5 @@ impl OutboxStore for SkipLockedClaimOutboxStore {
         .await?;
         conn.park();
         Ok(done.rows_affected())
-    }
-}
-
-/// Forwards `NOTIFY headrace_outbox` to `work` until the store (and so `work`) is dropped,
-/// reconnecting after connection failures. Polling covers any gap.
-async fn relay_notifications(pool: PgPool, work: Weak<Notify>) {
-    const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
-    while work.strong_count() > 0 {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
-                Ok(()) => listener,
-                Err(err) => {
-                    tracing::warn!(target: "headrace.outbox", %err, "LISTEN failed; polling until it works");
-                    tokio::time::sleep(RECHECK).await;
-                    continue;
-                }
-            },
-            Err(err) => {
-                tracing::warn!(target: "headrace.outbox", %err, "LISTEN connection failed; polling until it works");
-                tokio::time::sleep(RECHECK).await;
-                continue;
-            }
-        };
-        loop {
-            match tokio::time::timeout(RECHECK, listener.recv()).await {
-                Ok(Ok(_)) => match work.upgrade() {
-                    Some(work) => work.notify_waiters(),
-                    None => return,
-                },
-                Ok(Err(err)) => {
-                    tracing::warn!(target: "headrace.outbox", %err, "LISTEN connection lost; reconnecting");
-                    break;
-                }
-                Err(_) if work.strong_count() == 0 => return,
-                Err(_) => {}
-            }
-        }
     }
 }
