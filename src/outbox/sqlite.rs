@@ -141,32 +141,30 @@ impl OutboxStore for OptimisticClaimOutboxStore {
                          dedupe_key, trace_id, created_at, updated_at) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
                          ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL \
-                           AND status IN ('pending', 'processing') DO NOTHING \
-                         RETURNING id",
+                           AND status IN ('pending', 'processing') DO NOTHING",
                     )?;
                     let mut existing = tx.prepare_cached(
                         "SELECT id FROM headrace_outbox WHERE dedupe_key = ?1 \
                          AND status IN ('pending', 'processing')",
                     )?;
                     for (item, (run_at, max_attempts)) in items.iter().zip(resolved) {
-                        let inserted: Option<i64> = insert
-                            .query_row(
-                                params![
-                                    item.topic,
-                                    item.payload,
-                                    item.priority,
-                                    max_attempts,
-                                    to_us(run_at),
-                                    item.dedupe_key,
-                                    item.trace_id,
-                                    to_us(now)
-                                ],
-                                |row| row.get(0),
-                            )
-                            .optional()?;
+                        // No `RETURNING`: SQLite buffers returned rows in an ephemeral
+                        // table opened per execution, which cost more than the insert. The
+                        // change count says whether the row went in, and its rowid is the
+                        // connection's last insert (a trigger's inserts do not change it).
+                        let inserted = insert.execute(params![
+                            item.topic,
+                            item.payload,
+                            item.priority,
+                            max_attempts,
+                            to_us(run_at),
+                            item.dedupe_key,
+                            item.trace_id,
+                            to_us(now)
+                        ])?;
                         let id = match inserted {
-                            Some(id) => id,
-                            None => existing.query_row([&item.dedupe_key], |row| row.get(0))?,
+                            0 => existing.query_row([&item.dedupe_key], |row| row.get(0))?,
+                            _ => tx.last_insert_rowid(),
                         };
                         ids.push(id);
                     }
