@@ -3,9 +3,13 @@ tests run alongside other test directories' conftest modules)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +23,8 @@ if str(BACKENDS) not in sys.path:
 
 #: The virtualenv holding the real orb-worker 1.16 (made by scripts/test-orb).
 ORB_VENV = Path(os.environ.get("HEADRACE_ORB_VENV", ROOT / ".venv-orb"))
+
+YAML = "application/x-yaml"
 
 
 def fresh_pg_url() -> str:
@@ -34,3 +40,19 @@ def orb_python() -> Path:
             raise RuntimeError(f"{python} is missing: scripts/test-orb creates it")
         pytest.skip(f"the real orb-worker venv {ORB_VENV} is missing (scripts/test-orb creates it)")
     return python
+
+
+def call(
+    port: int, method: str, path: str, body: str | None = None, content_type: str | None = YAML
+) -> tuple[int, Any]:
+    """Calls the worker's HTTP API on `port`: the status code and the decoded JSON body."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method, data=body.encode() if body else None
+    )
+    if content_type is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

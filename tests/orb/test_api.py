@@ -4,41 +4,20 @@ orb-shaped backends running unchanged and posted policies surviving a restart.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from orb_helpers import BACKENDS, ROOT
+from orb_helpers import BACKENDS, ROOT, call
 
 from headrace.orb import DiodeConfig, OrbWorker
 from headrace.orb.server import OrbHttpServer
 from headrace.state import StateBackend
-
-YAML = "application/x-yaml"
-
-
-def call(
-    port: int, method: str, path: str, body: str | None = None, content_type: str | None = YAML
-) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", method=method, data=body.encode() if body else None
-    )
-    if content_type is not None:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def document(*names: str, package: str = "orb_describe_backend", schedule: str | None = None) -> str:
