@@ -1,5 +1,6 @@
-//! PostgreSQL connections are kept at hand between queries (src/db/shelf.rs): a store that
-//! queries one statement after another works on one connection instead of growing its pool.
+//! PostgreSQL connections are kept at hand between queries (src/db/shelf.rs): a store (outbox or
+//! state) that queries one statement after another works on one connection instead of growing
+//! its pool.
 
 mod common;
 
@@ -7,6 +8,8 @@ use _core::db::connect_pg;
 use _core::db::shelf::ConnectionShelf;
 use _core::outbox::postgres::SkipLockedClaimOutboxStore;
 use _core::outbox::{ClaimFilter, NewItem, OutboxConfig, OutboxStore};
+use _core::state::postgres::PostgresStateStore;
+use _core::state::{Invocation, StateStore};
 use common::{Database, Engine};
 use std::time::Duration;
 
@@ -159,6 +162,42 @@ async fn a_claim_and_acknowledge_loop_keeps_to_one_connection() {
         1,
         "the claim loop opened extra connections"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_store_writing_and_reading_in_turn_keeps_to_one_connection() {
+    let Some(db) = Database::fresh(Engine::Postgres).await else {
+        return;
+    };
+    PostgresStateStore::connect(&db.url, true)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let store = PostgresStateStore::connect(&db.url, false).await.unwrap();
+    for i in 0..100 {
+        let invocation = Invocation::new("loop", format!("{{\"i\": {i}}}"), chrono::Utc::now());
+        let id = invocation.invocation_id.clone();
+        store.upsert_invocation(invocation).await.unwrap();
+        assert_eq!(store.get_invocation(&id).await.unwrap().invocation_id, id);
+        assert!(store.get_history(&id).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        store
+            .get_invocations_by_task("loop", 1000)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+    // Before the shelf, a read right after a write found the write's connection still on its
+    // way back to the pool (a spawned ping) and opened another.
+    assert_eq!(
+        store.pool().size(),
+        1,
+        "the state store opened extra connections"
+    );
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

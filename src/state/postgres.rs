@@ -1,5 +1,6 @@
-//! PostgreSQL state store: sqlx pool; a batch is one transaction that locks the touched
-//! invocation rows, then writes every table with one `UNNEST` statement each.
+//! PostgreSQL state store: statements run on connections kept on a [`ConnectionShelf`]; a batch
+//! is one transaction that locks the touched invocation rows, then writes every table with one
+//! `UNNEST` statement each.
 
 use super::plan::{Plan, StoredInvocation};
 use super::sqlite::{offset, parse_status, workflow};
@@ -8,6 +9,7 @@ use super::{
     AppInfo, ExceptionRecord, Invocation, InvocationHistory, InvocationStatus, WorkflowIdentity,
 };
 use crate::clock::{SharedClock, SystemClock};
+use crate::db::shelf::ConnectionShelf;
 use crate::db::{connect_pg, migrate};
 use crate::error::Result;
 use async_trait::async_trait;
@@ -32,7 +34,7 @@ macro_rules! invocation_columns {
 /// The PostgreSQL state store.
 #[derive(Debug)]
 pub struct PostgresStateStore {
-    pool: PgPool,
+    shelf: ConnectionShelf,
     closed: AtomicBool,
     clock: SharedClock,
 }
@@ -45,7 +47,7 @@ impl PostgresStateStore {
             migrate::migrate_postgres(&pool).await?;
         }
         Ok(PostgresStateStore {
-            pool,
+            shelf: ConnectionShelf::new(pool),
             closed: AtomicBool::new(false),
             clock: Arc::new(SystemClock),
         })
@@ -59,7 +61,7 @@ impl PostgresStateStore {
 
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.shelf.pool()
     }
 
     fn check_open(&self) -> Result<()> {
@@ -72,14 +74,16 @@ impl PostgresStateStore {
 
     async fn row(&self, invocation_id: &str) -> Result<StoredInvocation> {
         self.check_open()?;
+        let mut conn = self.shelf.checkout().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             invocation_columns!(),
             " FROM headrace_invocations WHERE invocation_id = $1"
         ))
         .bind(invocation_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        conn.park();
         match row {
             Some(row) => read_row(&row),
             None => Err(invocation_not_found(invocation_id)),
@@ -286,7 +290,8 @@ impl StateStore for PostgresStateStore {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.shelf.checkout().await?;
+        let mut tx = conn.begin().await?;
         let ids = Plan::touched_invocations(&ops);
         let mut current = HashMap::with_capacity(ids.len());
         if !ids.is_empty() {
@@ -308,6 +313,7 @@ impl StateStore for PostgresStateStore {
         let plan = Plan::build(ops, current);
         write_plan(&mut tx, &plan, self.clock.now()).await?;
         tx.commit().await?;
+        conn.park();
         Ok(plan.rejected)
     }
 
@@ -317,23 +323,27 @@ impl StateStore for PostgresStateStore {
 
     async fn get_history(&self, invocation_id: &str) -> Result<Vec<InvocationHistory>> {
         self.check_open()?;
+        let mut conn = self.shelf.checkout().await?;
         let rows = sqlx::query(
             "SELECT entry_key, timestamp, utc_offset, status, execution_context::text AS ctx \
              FROM headrace_invocation_history WHERE invocation_id = $1 ORDER BY timestamp, seq",
         )
         .bind(invocation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
-        if rows.is_empty() {
-            let exists: bool = sqlx::query_scalar(
+        let exists = if rows.is_empty() {
+            sqlx::query_scalar(
                 "SELECT EXISTS(SELECT 1 FROM headrace_invocations WHERE invocation_id = $1)",
             )
             .bind(invocation_id)
-            .fetch_one(&self.pool)
-            .await?;
-            if !exists {
-                return Err(invocation_not_found(invocation_id));
-            }
+            .fetch_one(&mut *conn)
+            .await?
+        } else {
+            true
+        };
+        conn.park();
+        if !exists {
+            return Err(invocation_not_found(invocation_id));
         }
         rows.iter()
             .map(|row| {
@@ -365,45 +375,51 @@ impl StateStore for PostgresStateStore {
         key: &str,
     ) -> Result<Option<String>> {
         self.check_open()?;
-        Ok(sqlx::query_scalar(
+        let mut conn = self.shelf.checkout().await?;
+        let value = sqlx::query_scalar(
             "SELECT value::text FROM headrace_workflow_values \
              WHERE workflow_id = $1 AND kind = $2 AND key = $3",
         )
         .bind(workflow_id)
         .bind(kind.as_str())
         .bind(key)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(&mut *conn)
+        .await?;
+        conn.park();
+        Ok(value)
     }
 
     async fn get_app_info(&self, app_id: &str) -> Result<Option<AppInfo>> {
         self.check_open()?;
-        sqlx::query("SELECT app_id, module, metadata::text AS metadata FROM headrace_app_infos WHERE app_id = $1")
+        let mut conn = self.shelf.checkout().await?;
+        let row = sqlx::query("SELECT app_id, module, metadata::text AS metadata FROM headrace_app_infos WHERE app_id = $1")
             .bind(app_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(read_app_info)
-            .transpose()
+            .fetch_optional(&mut *conn)
+            .await?;
+        conn.park();
+        row.as_ref().map(read_app_info).transpose()
     }
 
     async fn get_all_app_infos(&self) -> Result<Vec<AppInfo>> {
         self.check_open()?;
-        sqlx::query("SELECT app_id, module, metadata::text AS metadata FROM headrace_app_infos ORDER BY app_id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(read_app_info)
-            .collect()
+        let mut conn = self.shelf.checkout().await?;
+        let rows = sqlx::query("SELECT app_id, module, metadata::text AS metadata FROM headrace_app_infos ORDER BY app_id")
+            .fetch_all(&mut *conn)
+            .await?;
+        conn.park();
+        rows.iter().map(read_app_info).collect()
     }
 
     async fn get_workflow_types(&self) -> Result<Vec<String>> {
         self.check_open()?;
-        Ok(sqlx::query_scalar(
+        let mut conn = self.shelf.checkout().await?;
+        let types = sqlx::query_scalar(
             "SELECT DISTINCT workflow_type FROM headrace_workflow_runs ORDER BY workflow_type",
         )
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&mut *conn)
+        .await?;
+        conn.park();
+        Ok(types)
     }
 
     async fn get_workflow_runs(
@@ -411,27 +427,30 @@ impl StateStore for PostgresStateStore {
         workflow_type: Option<&str>,
     ) -> Result<Vec<WorkflowIdentity>> {
         self.check_open()?;
-        sqlx::query(
+        let mut conn = self.shelf.checkout().await?;
+        let rows = sqlx::query(
             "SELECT workflow_id, workflow_type, parent_workflow_id FROM headrace_workflow_runs \
              WHERE $1::text IS NULL OR workflow_type = $1 ORDER BY seq",
         )
         .bind(workflow_type)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(read_workflow)
-        .collect()
+        .fetch_all(&mut *conn)
+        .await?;
+        conn.park();
+        rows.iter().map(read_workflow).collect()
     }
 
     async fn get_workflow_sub_invocations(&self, workflow_id: &str) -> Result<Vec<String>> {
         self.check_open()?;
-        Ok(sqlx::query_scalar(
+        let mut conn = self.shelf.checkout().await?;
+        let ids = sqlx::query_scalar(
             "SELECT sub_invocation_id FROM headrace_workflow_sub_invocations \
              WHERE parent_workflow_id = $1 ORDER BY seq",
         )
         .bind(workflow_id)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&mut *conn)
+        .await?;
+        conn.park();
+        Ok(ids)
     }
 
     async fn get_invocations_by_task(
@@ -440,18 +459,20 @@ impl StateStore for PostgresStateStore {
         limit: usize,
     ) -> Result<Vec<Invocation>> {
         self.check_open()?;
-        sqlx::query(concat!(
+        let mut conn = self.shelf.checkout().await?;
+        let rows = sqlx::query(concat!(
             "SELECT ",
             invocation_columns!(),
             " FROM headrace_invocations WHERE task_id = $1 ORDER BY created_at DESC, seq DESC LIMIT $2"
         ))
         .bind(task_id)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| Ok(read_row(row)?.invocation))
-        .collect()
+        .fetch_all(&mut *conn)
+        .await?;
+        conn.park();
+        rows.iter()
+            .map(|row| Ok(read_row(row)?.invocation))
+            .collect()
     }
 
     async fn delete_invocations(&self, invocation_ids: &[String]) -> Result<u64> {
@@ -459,7 +480,8 @@ impl StateStore for PostgresStateStore {
         if invocation_ids.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.shelf.checkout().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM headrace_invocation_history WHERE invocation_id = ANY($1)")
             .bind(invocation_ids)
             .execute(&mut *tx)
@@ -470,11 +492,12 @@ impl StateStore for PostgresStateStore {
             .await?
             .rows_affected();
         tx.commit().await?;
+        conn.park();
         Ok(deleted)
     }
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.pool.close().await;
+        self.shelf.close().await;
     }
 }
