@@ -4,6 +4,7 @@ PostgreSQL when ``HEADRACE_TEST_PG_URL`` is set; always under ``CI=true``)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,3 +32,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def diode() -> Iterator[RecordingDiode]:
     with RecordingDiode() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """Takes off the root logger what the test added: ``headrace.orb.cli.main`` run in-process
+    configures it (``basicConfig(force=True)``) with a handler on the test's captured stderr,
+    which pytest closes, so a later test's log record would hit a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
